@@ -142,7 +142,10 @@ class EventStore:
             except NotFoundError:
                 return None
             assert msg.seq is not None and msg.data is not None
-            stored = codec.decode(msg.data)
+            try:
+                stored = codec.decode(msg.data)
+            except codec.DecodeError:
+                return None
             if stored.id != env.id:
                 return None
             seq = msg.seq
