@@ -1,0 +1,119 @@
+"""The pool's command API on NATS request/reply (``cmd.pool.<verb>``): requests and replies.
+
+The gateway and the generation service import these types; they are the contract.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from libs.events import subjects
+
+CLAIM = subjects.command(subjects.CMD_POOL, "claim")
+RELEASE = subjects.command(subjects.CMD_POOL, "release")
+RENEW = subjects.command(subjects.CMD_POOL, "renew")
+PREWARM = subjects.command(subjects.CMD_POOL, "prewarm")
+TERMINATE = subjects.command(subjects.CMD_POOL, "terminate")
+CONFIGURE = subjects.command(subjects.CMD_POOL, "configure")
+SAFE_MODE = subjects.command(subjects.CMD_POOL, "safe_mode")
+RESET = subjects.command(subjects.CMD_POOL, "reset")
+STATUS = subjects.command(subjects.CMD_POOL, "status")
+QUEUE_GROUP = "pool"
+
+
+class Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """Fields every command carries: who asks, and for tracing, why."""
+
+    actor: str = "system"
+    correlation_id: str | None = None
+
+
+class ClaimRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Take one Ready instance under a lease; prefer one that has ``checkpoint``."""
+
+    holder: str
+    checkpoint: str | None = None
+    lease_s: float | None = None
+
+
+class ReleaseRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Give a claimed instance back."""
+
+    instance_id: str
+    lease_id: str
+
+
+class RenewRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Extend a lease."""
+
+    instance_id: str
+    lease_id: str
+    lease_s: float | None = None
+
+
+class PrewarmRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Rent ``count`` instances now; a retry with the same key never rents twice."""
+
+    count: int = 1
+    idempotency_key: str | None = None
+
+
+class TerminateRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Terminate one instance."""
+
+    instance_id: str
+    reason: str = "admin"
+
+
+class ConfigureRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """A partial update of the pool configuration (nested keys merge)."""
+
+    changes: dict[str, Any]
+
+
+class SafeModeRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Turn safe mode on (terminate everything, rent nothing) or off."""
+
+    enabled: bool
+    reason: str = "admin"
+
+
+class ResetRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Clear transient state: pending rentals are given up (orphan checks catch any that billed)."""
+
+    reason: str = ""
+
+
+class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Ask for the pool view."""
+
+
+class Claim(msgspec.Struct, kw_only=True):
+    """A granted claim."""
+
+    instance_id: str
+    lease_id: str
+    base_url: str
+    expires_at: datetime
+    models: tuple[str, ...] = ()
+    gpu_name: str = ""
+    dph: float = 0.0
+
+
+class Error(msgspec.Struct, kw_only=True):
+    """Why a command was refused: a stable code and a message for people."""
+
+    code: str
+    message: str
+    details: Any = None
+
+
+class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """Every reply: ``ok`` with a result, or not ok with an error."""
+
+    ok: bool
+    result: Any = None
+    error: Error | None = None

@@ -1,0 +1,191 @@
+"""The pool service shell: connect, project, answer commands, reconcile when leading, drain on a signal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from libs.events import codec, streams, subjects
+from libs.events import pool as ev
+from libs.events.checkpoints import KeyValueCheckpoints
+from libs.events.projector import Projection, Projector
+from libs.events.store import EventStore, utc_now
+
+from . import api, planner
+from .handlers import Commands, meta_of
+from .instance import PoolError
+from .leader import LeaderLease
+from .probe import ComfyProbe, HttpComfyProbe
+from .providers.base import Provider
+from .reconciler import Reconciler
+from .view import PoolView, project
+from .writer import PoolWriter
+
+log = logging.getLogger(__name__)
+
+_ENCODE_REPLY = codec.encode
+
+
+class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """Settings of one pool service process."""
+
+    pool_id: str = "default"
+    reconcile_interval_s: float = 2.0
+    leader_ttl_s: float = 5.0
+    listing_grace_s: float = 60.0
+    rent_grace_s: float = 120.0
+    initial_desired_size: int = 0
+    replica: str = ""
+
+
+def service_config(env: Mapping[str, str]) -> ServiceConfig:
+    """Read the service's settings from an environment-like mapping."""
+    provider = env.get("STOKER_PROVIDER", "vastai")
+    return ServiceConfig(
+        pool_id=env.get("STOKER_POOL_ID", "default"),
+        reconcile_interval_s=float(env.get("STOKER_RECONCILE_INTERVAL", "2")),
+        leader_ttl_s=float(env.get("STOKER_LEADER_TTL", "5")),
+        listing_grace_s=float(env.get("STOKER_LISTING_GRACE", "60" if provider == "vastai" else "15")),
+        rent_grace_s=float(env.get("STOKER_RENT_GRACE", "120" if provider == "vastai" else "30")),
+        initial_desired_size=int(env.get("STOKER_POOL_DESIRED_SIZE", "1" if provider == "sim" else "0")),
+        replica=env.get("STOKER_REPLICA", f"{socket.gethostname()}-{os.getpid()}"),
+    )
+
+
+def instance_env(env: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
+    """Environment for rented instances: model URLs and tokens (tokens only ever go to the provider)."""
+    out = {name: env[name] for name in template.token_env if env.get(name)}
+    if template.models:
+        out["STOKER_MODELS"] = ",".join(template.models)
+    return out
+
+
+class PoolService:
+    """One pool replica: projection, command handlers, leader lease and reconcile loop."""
+
+    def __init__(self, nc: Client, js: JetStreamContext, provider: Provider, *, config: ServiceConfig,
+                 probe: ComfyProbe | None = None, clock: Callable[[], datetime] = utc_now,
+                 env: Mapping[str, str] | None = None) -> None:
+        self.nc, self.js, self.provider, self.config, self.clock = nc, js, provider, config, clock
+        self._env = dict(env or {})
+        projection = Projection(name=f"pool-{config.pool_id}", stream=subjects.event_stream(subjects.POOL),
+                                filter_subject=subjects.events_filter(subjects.POOL),
+                                initial=PoolView(pool_id=config.pool_id), project=project, view_type=PoolView)
+        self.projector = Projector(js, projection, checkpoints=KeyValueCheckpoints(js))
+        self.writer = PoolWriter(EventStore(js, clock=clock), self.projector)
+        self.reconciler = Reconciler(self.writer, provider, probe or HttpComfyProbe(), clock=clock,
+                                     settings=planner.Settings(listing_grace_s=config.listing_grace_s,
+                                                               rent_grace_s=config.rent_grace_s))
+        self.commands = Commands(self.writer, self.reconciler, clock)
+        self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
+                                 ttl=config.leader_ttl_s)
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._subs: list[Any] = []
+
+    @property
+    def view(self) -> PoolView:
+        """The current pool view."""
+        return self.projector.view
+
+    async def start(self) -> None:
+        """Catch up, make sure the pool is configured, then serve and reconcile."""
+        await streams.ensure_streams(self.js)
+        await self.projector.start()
+        await self.projector.wait_caught_up(120)
+        if not self.view.configured:
+            cfg = ev.PoolConfig(desired_size=self.config.initial_desired_size)
+            with contextlib.suppress(Exception):
+                await self.writer.config([ev.PoolConfigured(pool_id=self.config.pool_id, config=cfg)],
+                                         meta_of(api.Request(actor="pool")))
+        self.reconciler._env = instance_env(self._env, self.view.config.template)
+        routes: dict[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]] = {
+            api.CLAIM: (api.ClaimRequest, self.commands.claim),
+            api.RELEASE: (api.ReleaseRequest, self.commands.release),
+            api.RENEW: (api.RenewRequest, self.commands.renew),
+            api.PREWARM: (api.PrewarmRequest, self.commands.prewarm),
+            api.TERMINATE: (api.TerminateRequest, self.commands.terminate),
+            api.CONFIGURE: (api.ConfigureRequest, self.commands.configure),
+            api.SAFE_MODE: (api.SafeModeRequest, self.commands.safe_mode),
+            api.RESET: (api.ResetRequest, self.commands.reset),
+            api.STATUS: (api.StatusRequest, self.commands.status),
+        }
+        for subject, (type_, handler) in routes.items():
+            self._subs.append(await self.nc.subscribe(subject, queue=api.QUEUE_GROUP,
+                                                      cb=self._responder(type_, handler)))
+        self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
+        self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
+
+    def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]]
+                   ) -> Callable[[Msg], Awaitable[None]]:
+        decoder = msgspec.json.Decoder(type_)
+
+        async def respond(msg: Msg) -> None:
+            try:
+                req = decoder.decode(msg.data or b"{}")
+                reply = api.Reply(ok=True, result=await handler(req))
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                reply = api.Reply(ok=False, error=api.Error(code="VALIDATION_FAILED", message=str(exc)))
+            except PoolError as exc:
+                reply = api.Reply(ok=False, error=api.Error(code=exc.code, message=str(exc)))
+            except Exception as exc:  # never leak internals to the caller
+                if type(exc).__name__ == "ConcurrencyError":
+                    reply = api.Reply(ok=False, error=api.Error(code="CONFLICT",
+                                                                message="the instance changed meanwhile; retry"))
+                else:
+                    log.exception("command %s failed", msg.subject)
+                    reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
+            if msg.reply:
+                await msg.respond(_ENCODE_REPLY(reply))
+
+        return respond
+
+    async def _reconcile_loop(self) -> None:
+        while True:
+            if self.lease.is_leader:
+                try:
+                    await self.reconciler.run_once()
+                except Exception:
+                    log.exception("reconcile pass failed")
+            await asyncio.sleep(self.config.reconcile_interval_s)
+
+    async def stop(self) -> None:
+        """Stop reconciling, give up the lease, stop answering, checkpoint."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.lease.release()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        await self.projector.stop()
+
+
+async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
+    """Run one pool replica until ``stop`` is set, then drain."""
+    from .providers.factory import make_provider
+
+    nc = await nats.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), name="stoker-pool",
+                            max_reconnect_attempts=-1)
+    provider = make_provider(env)
+    service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
+    await service.start()
+    log.info("pool service %s up (pool %s, provider %s)", service.config.replica, service.config.pool_id,
+             provider.name)
+    await stop.wait()
+    await service.stop()
+    await provider.aclose()
+    await nc.drain()
