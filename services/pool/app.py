@@ -85,7 +85,8 @@ class PoolService:
                                 initial=PoolView(pool_id=config.pool_id), project=project, view_type=PoolView)
         self.projector = Projector(js, projection, checkpoints=KeyValueCheckpoints(js))
         self.writer = PoolWriter(EventStore(js, clock=clock), self.projector)
-        self.reconciler = Reconciler(self.writer, provider, probe or HttpComfyProbe(), clock=clock,
+        self.probe = probe or HttpComfyProbe()
+        self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock,
                                      settings=planner.Settings(listing_grace_s=config.listing_grace_s,
                                                                rent_grace_s=config.rent_grace_s))
         self.commands = Commands(self.writer, self.reconciler, clock)
@@ -172,6 +173,9 @@ class PoolService:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         await self.projector.stop()
+        closer = getattr(self.probe, "aclose", None)
+        if closer is not None:
+            await closer()
 
 
 async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
