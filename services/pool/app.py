@@ -94,6 +94,7 @@ class PoolService:
                                  ttl=config.leader_ttl_s)
         self._tasks: list[asyncio.Task[Any]] = []
         self._subs: list[Any] = []
+        self._inflight: set[asyncio.Task[None]] = set()
 
     @property
     def view(self) -> PoolView:
@@ -132,6 +133,12 @@ class PoolService:
                    ) -> Callable[[Msg], Awaitable[None]]:
         decoder = msgspec.json.Decoder(type_)
 
+        async def dispatch(msg: Msg) -> None:
+            # Handle each request in its own task: one slow command must not queue the others.
+            task = asyncio.create_task(respond(msg))
+            self._inflight.add(task)
+            task.add_done_callback(self._inflight.discard)
+
         async def respond(msg: Msg) -> None:
             try:
                 req = decoder.decode(msg.data or b"{}")
@@ -150,7 +157,7 @@ class PoolService:
             if msg.reply:
                 await msg.respond(_ENCODE_REPLY(reply))
 
-        return respond
+        return dispatch
 
     async def _reconcile_loop(self) -> None:
         while True:

@@ -147,14 +147,14 @@ class Reconciler:
         wanted = [i for i in ids if i not in view.instances]
         if not wanted or view.safe_mode:
             return ids
+        used_machines = {i.offer.machine_id for i in v.live(view) if i.offer}
         try:
-            offers = await self.provider.search_offers(cfg.offer_filter, limit=20,
+            offers = await self.provider.search_offers(cfg.offer_filter, limit=len(wanted) + len(used_machines) + 10,
                                                        exclude_hosts=avoided_hosts(view.penalties, self.clock()))
         except ProviderError as exc:
             log.warning("offer search failed: %s", exc)
             self.last_error = f"offer search failed: {exc}"
             return ids
-        used_machines = {i.offer.machine_id for i in v.live(view) if i.offer}
         offers = [o for o in offers if o.machine_id not in used_machines]
         await asyncio.gather(*(self._rent_one(instance_id, offers, meta) for instance_id in wanted))
         return ids

@@ -1,0 +1,407 @@
+"""Vast.ai over httpx, speaking the REST subset the way the official client 1.9.1 does.
+
+See shared/specs/vastai-api.md. The API key and the env given to a rental (model tokens) are secrets:
+they never reach a log line, an exception message or a repr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any
+from urllib.parse import quote_plus
+
+import httpx
+import msgspec
+
+from libs.events.pool import InstanceTemplate, Offer, OfferFilter
+from services.pool.providers.base import OfferUnavailable, ProviderError, ProviderInstance
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+MAX_RETRY_AFTER_S = 60.0  # a longer Retry-After is handed back to the caller instead of waited out
+MAX_BACKOFF_S = 10.0
+PAGE_LIMIT = 25  # the v1 list endpoint's maximum
+MAX_PAGES = 400
+SEARCH_FETCH = 256  # fetch generously: the server orders by price, we re-rank by GPU priority
+GONE_STATUSES = frozenset({"destroyed", "terminated"})
+COMFY_PORT = "8188/tcp"
+USER_AGENT = "stoker/0.1.0"
+# A ConnectError/ConnectTimeout/PoolTimeout means the request never left: resending cannot double-rent.
+_UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+_TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+_encode = msgspec.json.Encoder().encode
+
+
+class _Secret:
+    """A string that never shows itself in repr(), str() or vars()."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """The secret itself, for the Authorization header only."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+def _query_string(args: Mapping[str, Any]) -> str:
+    # json.dumps, not msgspec: byte-identical to the official client's `quote_plus(json.dumps(v))`
+    return "&".join(f"{k}={quote_plus(v if isinstance(v, str) else json.dumps(v))}" for k, v in args.items())
+
+
+def offer_query(flt: OfferFilter, exclude_hosts: Iterable[str] = ()) -> dict[str, Any]:
+    """The POST /bundles/ body for a filter (the SDK's default filters plus ours)."""
+    q: dict[str, Any] = {"verified": {"eq": True}} if flt.verified_only else {}
+    q |= {"external": {"eq": False}, "rentable": {"eq": True}, "rented": {"eq": False}}
+    if flt.gpu_names:
+        q["gpu_name"] = {"in": list(flt.gpu_names)}
+    q |= {
+        "num_gpus": {"eq": 1}, "dph_total": {"lte": flt.max_dph}, "disk_space": {"gte": flt.min_disk_gb},
+        "direct_port_count": {"gte": flt.min_direct_ports}, "reliability": {"gte": flt.min_reliability},
+    }
+    hosts = sorted(int(h) for h in exclude_hosts if h.isdigit())
+    if hosts:
+        q["host_id"] = {"notin": hosts}
+    q |= {"order": [["dph_total", "asc"]], "type": "on-demand", "limit": SEARCH_FETCH,
+          "allocated_storage": float(flt.min_disk_gb)}
+    return q
+
+
+def create_body(template: InstanceTemplate, label: str, env: Mapping[str, str]) -> dict[str, Any]:
+    """The PUT /asks/{id}/ body: every key the CLI sends for `--ssh --direct`."""
+    env_dict: dict[str, str] = {f"-p {p}:{p}": "1" for p in template.ports}
+    env_dict |= {str(k): str(v) for k, v in env.items()}
+    return {
+        "client_id": "me", "image": template.image, "env": env_dict, "price": None,
+        "disk": float(template.disk_gb), "label": label, "extra": None, "onstart": template.onstart,
+        "image_login": None, "python_utf8": False, "lang_utf8": False, "use_jupyter_lab": False,
+        "jupyter_dir": None, "force": False,
+        # fail rather than leave a stopped instance that bills storage while waiting for its GPU
+        "cancel_unavail": True,
+        "template_hash_id": None, "user": None, "runtype": "ssh_direc ssh_proxy",
+    }
+
+
+def _id(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value)
+
+
+def offer_from_row(row: Mapping[str, Any]) -> Offer:
+    """Map one /bundles/ offer to an Offer (KeyError/TypeError/ValueError when it has no usable price or id)."""
+    if row["id"] is None:
+        raise ValueError("offer without id")
+    return Offer(
+        offer_id=_id(row, "id"), gpu_name=str(row.get("gpu_name") or ""), num_gpus=int(row.get("num_gpus") or 1),
+        dph=float(row["dph_total"]), host_id=_id(row, "host_id"), machine_id=_id(row, "machine_id"),
+        disk_gb=float(row.get("disk_space") or 0.0), reliability=float(row.get("reliability") or 0.0),
+    )
+
+
+def _comfy_url(row: Mapping[str, Any]) -> str | None:
+    ip = str(row.get("public_ipaddr") or "").strip()
+    ports = row.get("ports")
+    mapped = ports.get(COMFY_PORT) if isinstance(ports, dict) else None
+    if not ip or not mapped or not isinstance(mapped, list) or not isinstance(mapped[0], dict):
+        return None
+    host_port = str(mapped[0].get("HostPort") or "").strip()
+    if not host_port.isdigit():
+        return None
+    return f"http://{f'[{ip}]' if ':' in ip else ip}:{int(host_port)}"
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value).strip()
+
+
+def instance_from_row(row: Mapping[str, Any]) -> ProviderInstance:
+    """Map one instance row (list or show) to a ProviderInstance."""
+    start = row.get("start_date")
+    return ProviderInstance(
+        provider_id=_id(row, "id"), label=_text(row.get("label")), actual_status=_text(row.get("actual_status")),
+        intended_status=_text(row.get("intended_status")), status_msg=_text(row.get("status_msg")),
+        host_id=_id(row, "host_id"), machine_id=_id(row, "machine_id"), gpu_name=str(row.get("gpu_name") or ""),
+        dph=float(row.get("dph_total") or 0.0), comfy_url=_comfy_url(row),
+        start_date=float(start) if isinstance(start, (int, float)) else None,
+    )
+
+
+def _gone(row: Any) -> bool:
+    return isinstance(row, dict) and str(row.get("actual_status") or "").strip().lower() in GONE_STATUSES
+
+
+def _instance(row: Any) -> ProviderInstance:
+    """A row mapped, or a ProviderError: dropping a malformed row would make a billing instance look gone."""
+    try:
+        if not isinstance(row, dict) or row.get("id") is None:
+            raise ValueError("not an instance row")
+        return instance_from_row(row)
+    except (TypeError, ValueError, AttributeError, IndexError) as exc:
+        raise ProviderError(f"Vast.ai returned a malformed instance row: {type(exc).__name__}",
+                            retryable=True) from None
+
+
+def _numeric_id(value: str, what: str) -> str:
+    if not value.isdigit():
+        raise ProviderError(f"Vast.ai {what} ids are numeric, got a malformed id")
+    return value
+
+
+class VastAIProvider:
+    """The Provider port over Vast.ai's REST API (or the built-in simulator, which speaks the same).
+
+    ``retries`` counts attempts, like the official client's ``--retry``; ``deadline`` bounds one call's
+    attempts and waits together. ``sleep`` and ``clock`` are injectable so tests do not wait.
+    """
+
+    def __init__(self, api_key: str, base_url: str = "https://console.vast.ai", *, retries: int = 5,
+                 timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None,
+                 deadline: float = 120.0, backoff: float = 0.5, name: str = "vastai",
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.name = name
+        self._key = _Secret(api_key.strip())
+        self._base = base_url.rstrip("/")  # the client does no slash normalisation: avoid `//api`
+        self._attempts = max(1, retries)  # like the official client's --retry: total attempts
+        self._timeout, self._deadline, self._backoff = timeout, deadline, backoff
+        self._sleep, self._clock = sleep, clock
+        self._client = httpx.AsyncClient(
+            transport=transport, timeout=timeout, follow_redirects=False,
+            event_hooks={"request": [self._log_request], "response": [self._log_response]},
+        )
+
+    def __repr__(self) -> str:
+        key = "set" if self._key.reveal() else "unset"
+        return f"VastAIProvider(name={self.name!r}, base_url={self._base!r}, api_key={key})"
+
+    def set_api_key(self, key: str) -> None:
+        """Use ``key`` from the next request on (empty: send no Authorization header)."""
+        self._key = _Secret(key.strip())
+        log.info("%s: API key replaced", self.name)
+
+    async def search_offers(self, flt: OfferFilter, *, exclude_hosts: frozenset[str] = frozenset(),
+                            limit: int = 20) -> list[Offer]:
+        """Offers matching the filter, best first (GPU priority order, then price)."""
+        data = self._json(await self._send("POST", "/api/v0/bundles/", body=offer_query(flt, exclude_hosts)),
+                          "search offers")
+        rows = data.get("offers") if isinstance(data, dict) else None
+        priority = {g: i for i, g in enumerate(flt.gpu_names)}
+        offers: list[Offer] = []
+        for row in rows if isinstance(rows, list) else []:
+            try:
+                offer = offer_from_row(row)
+            except (KeyError, TypeError, ValueError, AttributeError):
+                continue  # no price or id: never rent what we cannot price
+            # re-check what costs money or repeats a bad host, whatever the server did with the query
+            if (offer.host_id in exclude_hosts or offer.dph > flt.max_dph or offer.num_gpus != 1
+                    or (priority and offer.gpu_name not in priority)):
+                continue
+            offers.append(offer)
+        offers.sort(key=lambda o: (priority.get(o.gpu_name, 0), o.dph, o.offer_id))
+        return offers[:limit]
+
+    async def create_instance(self, offer: Offer, template: InstanceTemplate, *, label: str,
+                              env: dict[str, str]) -> str:
+        """Rent the offer; return the instance id (``new_contract``). ``env`` is never logged."""
+        offer_id = _numeric_id(offer.offer_id, "offer")
+        secrets = [v for v in env.values() if len(v) >= 4]
+        resp = await self._send("PUT", f"/api/v0/asks/{offer_id}/", body=create_body(template, label, env),
+                                idempotent=False)
+        if 400 <= resp.status_code < 500 and resp.status_code != 429:
+            error, msg = _error_fields(resp)
+            text = f"{error or ''} {msg}".lower()
+            if _gone_404(resp) or "no_such_ask" in text or "not available" in text or "unavail" in text:
+                raise OfferUnavailable(f"Vast.ai offer {offer_id} is unavailable: {self._scrub(msg, secrets)}",
+                                       status=resp.status_code)
+        data = self._json(resp, "create instance", secrets)
+        contract = data.get("new_contract") if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("success") is False or contract is None:
+            msg = (data.get("msg") or data.get("error")) if isinstance(data, dict) else None
+            detail = self._scrub(str(msg), secrets)
+            raise ProviderError(f"Vast.ai create instance returned no new_contract: {detail}", status=resp.status_code)
+        log.info("%s: rented offer %s as instance %s (label %s)", self.name, offer_id, contract, label)
+        return str(contract)
+
+    async def list_instances(self) -> list[ProviderInstance]:
+        """Every instance of this account, following next_token through all pages."""
+        params: dict[str, Any] = {"select_filters": {}, "order_by": [{"col": "id", "dir": "asc"}],
+                                  "limit": PAGE_LIMIT}
+        out: list[ProviderInstance] = []
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            data = self._json(await self._send("GET", "/api/v1/instances/", query=params), "list instances")
+            page = data.get("instances") if isinstance(data, dict) else None
+            if not isinstance(page, list) and page is not None:
+                raise ProviderError("Vast.ai list instances: the response has no instance list", retryable=True)
+            out.extend(_instance(r) for r in page or [] if not _gone(r))
+            token = data.get("next_token")
+            if not token:
+                return out
+            if str(token) in seen:
+                raise ProviderError("Vast.ai list instances: the server repeated a page token", retryable=True)
+            seen.add(str(token))
+            params["after_token"] = str(token)
+        raise ProviderError(f"Vast.ai list instances: more than {MAX_PAGES} pages", retryable=True)
+
+    async def show_instance(self, provider_id: str) -> ProviderInstance | None:
+        """One instance, or None when gone (``{"instances": null}``, HTTP 404, or a destroyed row)."""
+        iid = _numeric_id(provider_id, "instance")
+        resp = await self._send("GET", f"/api/v0/instances/{iid}/", query={"owner": "me"})
+        if _gone_404(resp):
+            return None
+        data = self._json(resp, "show instance")
+        if not isinstance(data, dict) or "instances" not in data:
+            raise ProviderError("Vast.ai show instance: the response has no 'instances' key", retryable=True)
+        row = data["instances"]
+        return None if row is None or _gone(row) else _instance(row)
+
+    async def destroy_instance(self, provider_id: str) -> None:
+        """Destroy the instance; one that is already gone (404) is not an error."""
+        iid = _numeric_id(provider_id, "instance")
+        resp = await self._send("DELETE", f"/api/v0/instances/{iid}/", body={})
+        if _gone_404(resp):
+            log.info("%s: instance %s already gone", self.name, iid)
+            return
+        data = self._json(resp, "destroy instance")
+        if isinstance(data, dict) and data.get("success") is False:
+            raise ProviderError(f"Vast.ai destroy instance failed: {self._scrub(str(data.get('msg')))}",
+                                status=resp.status_code, retryable=True)
+        log.info("%s: destroy requested for instance %s", self.name, iid)
+
+    async def aclose(self) -> None:
+        """Release connections."""
+        await self._client.aclose()
+
+    # --- HTTP -------------------------------------------------------------------------
+
+    async def _log_request(self, request: httpx.Request) -> None:
+        log.debug("%s: %s %s", self.name, request.method, request.url.path)  # never headers or body
+
+    async def _log_response(self, response: httpx.Response) -> None:
+        log.debug("%s: %s %s -> %d", self.name, response.request.method, response.request.url.path,
+                  response.status_code)
+
+    def _headers(self, has_body: bool) -> dict[str, str]:
+        headers = {"User-Agent": USER_AGENT, "Accept": "*/*"}
+        if has_body:
+            headers["Content-Type"] = "application/json"
+        if key := self._key.reveal():
+            headers["Authorization"] = f"Bearer {key}"
+        return headers
+
+    def _scrub(self, text: str, secrets: Iterable[str] = ()) -> str:
+        """Text from the server or a transport error with the key and the given secrets masked."""
+        for secret in (self._key.reveal(), *secrets):
+            if secret:
+                text = text.replace(secret, "***")
+        return text[:500]
+
+    async def _send(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
+                    body: Any = None, idempotent: bool = True) -> httpx.Response:
+        """One call with bounded retries; returns the final response (any status)."""
+        url = self._base + path + (f"?{_query_string(query)}" if query else "")
+        content = None if body is None else _encode(body)
+        start, backoff = self._clock(), self._backoff
+        for attempt in range(1, self._attempts + 1):
+            left = self._deadline - (self._clock() - start)
+            last = attempt == self._attempts
+            try:
+                resp = await self._client.request(method, url, content=content,
+                                                  headers=self._headers(content is not None),
+                                                  timeout=max(0.1, min(self._timeout, left)))
+            except httpx.TransportError as exc:
+                reason = f"{type(exc).__name__}: {self._scrub(str(exc))}"
+                if not isinstance(exc, _UNSENT) and not (idempotent and isinstance(exc, _TRANSIENT)):
+                    unknown = "" if idempotent else " (outcome unknown: reconcile by label)"
+                    raise ProviderError(f"Vast.ai {method} {path} failed: {reason}{unknown}",
+                                        retryable=isinstance(exc, _TRANSIENT)) from None
+                delay = _jitter(backoff)
+                if last or self._clock() - start + delay > self._deadline:
+                    raise ProviderError(f"Vast.ai {method} {path} failed after {attempt} attempts: {reason}",
+                                        retryable=True) from None
+            else:
+                # only a 429 proves the server did nothing: a 5xx on a rental may still have rented
+                if resp.status_code not in RETRYABLE_STATUS or (not idempotent and resp.status_code != 429):
+                    return resp
+                wait = _retry_delay(resp, backoff)
+                if wait is None or last or self._clock() - start + wait > self._deadline:
+                    return resp  # _json() turns it into a retryable ProviderError
+                delay, reason = wait, f"HTTP {resp.status_code}"
+            backoff = min(backoff * 2, MAX_BACKOFF_S)
+            log.warning("%s: %s %s: %s; retry %d/%d in %.2fs", self.name, method, path, reason, attempt,
+                        self._attempts - 1, delay)
+            await self._sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _json(self, resp: httpx.Response, what: str, secrets: Iterable[str] = ()) -> Any:
+        """The decoded body of a 2xx response; a ProviderError carrying the server's ``msg`` otherwise."""
+        status = resp.status_code
+        if not 200 <= status < 300:
+            error, msg = _error_fields(resp)
+            retry_after = resp.headers.get("Retry-After")
+            extra = f" (Retry-After {retry_after}s)" if status == 429 and retry_after else ""
+            raise ProviderError(f"Vast.ai {what} failed with error {status}: {self._scrub(msg, secrets)}{extra}",
+                                status=status, retryable=status in (408, 429) or status >= 500)
+        try:
+            return msgspec.json.decode(resp.content)
+        except msgspec.DecodeError:
+            raise ProviderError(f"Vast.ai {what}: HTTP {status} with a body that is not JSON",
+                                status=status, retryable=True) from None
+
+
+def _error_fields(resp: httpx.Response) -> tuple[str | None, str]:
+    """(``error``, ``msg``) of a Vast error body, with the CLI's fallbacks."""
+    try:
+        data = msgspec.json.decode(resp.content)
+    except msgspec.DecodeError:
+        data = None
+    if isinstance(data, dict) and data.get("msg"):
+        error = data.get("error")
+        return (str(error) if error else None), str(data["msg"])
+    if isinstance(data, dict) and data.get("error"):
+        return str(data["error"]), str(data["error"])
+    return None, "Please log in or sign up" if resp.status_code == 401 else "(no detail message supplied)"
+
+
+def _gone_404(resp: httpx.Response) -> bool:
+    """A 404 that means 'no such instance' (not a wrong URL, a proxy page or an expired session)."""
+    if resp.status_code != 404:
+        return False
+    try:
+        data = msgspec.json.decode(resp.content)
+    except msgspec.DecodeError:
+        return False
+    msg = str(data.get("msg") or "").lower() if isinstance(data, dict) else ""
+    return isinstance(data, dict) and "session expired" not in msg and "endpoint" not in msg
+
+
+def _jitter(seconds: float) -> float:
+    """Equal jitter: between half and all of ``seconds``."""
+    return seconds / 2 + random.uniform(0, seconds / 2)
+
+
+def _retry_delay(resp: httpx.Response, backoff: float) -> float | None:
+    """Seconds to wait before retrying a 429/5xx, or None when it must not be retried now."""
+    if resp.status_code == 429:
+        error, _ = _error_fields(resp)
+        if error == "search_quota_exceeded":  # resets at UTC midnight: retrying burns requests
+            return None
+    try:
+        wait = float(resp.headers["Retry-After"])
+    except (KeyError, ValueError):
+        return _jitter(backoff)
+    if wait != wait or wait > MAX_RETRY_AFTER_S:  # NaN or too long
+        return None
+    return max(0.0, wait) * (1 + random.uniform(0, 0.1))  # never sooner than asked

@@ -1,0 +1,135 @@
+"""Builds and runs the simulator: Vast API + control API on one port, a ComfyUI host per rental."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+
+from aiohttp import web
+
+from services.pool.sim.clock import Clock, SystemClock
+from services.pool.sim.comfy_host import ComfyHost
+from services.pool.sim.config import SimConfig
+from services.pool.sim.control_api import build_control_app
+from services.pool.sim.market import HostSpec, Market
+from services.pool.sim.snapshot import SimState, snapshot
+from services.pool.sim.vast_api import build_vast_app
+
+
+class SimServer:
+    """A running simulator. ``url`` is the Vast base URL (no trailing slash)."""
+
+    def __init__(self, config: SimConfig, clock: Clock) -> None:
+        self.market = Market(config, clock)
+        self.clock = clock
+        self.hosts: dict[int, ComfyHost] = {}
+        self._host_specs: dict[int, HostSpec] = {}
+        self._lock = asyncio.Lock()
+        self._runner: web.AppRunner | None = None
+        self._ticker: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self.url = ""
+
+    def state(self) -> SimState:
+        """Snapshot of every rental, billing included (same as ``GET /_sim/state``)."""
+        return snapshot(self.market)
+
+    def billing_ids(self) -> list[int]:
+        """Rentals still accruing charges, including zombies and ones not listed yet."""
+        return self.market.billing_ids()
+
+    async def reconcile(self) -> None:
+        """Start ComfyUI hosts of rentals whose container runs; stop the rest."""
+        async with self._lock:
+            wanted = self.market.wanted_hosts()
+            for iid in list(self.hosts):
+                if iid not in wanted or wanted[iid] != self._host_specs[iid] or self.hosts[iid].dead:
+                    await self._stop_host(iid)
+            for iid, spec in wanted.items():
+                if iid not in self.hosts:
+                    await self._start_host(spec)
+
+    async def _start_host(self, spec: HostSpec) -> None:
+        iid = spec.instance_id
+        host = ComfyHost(spec, lambda: self.market.config, self.clock,
+                         should_die=lambda: self.market.take_mid_job_death(iid),
+                         on_die=lambda: self._host_died(iid),
+                         log=lambda line: self.market.append_log(iid, line))
+        port = await host.start()
+        self.hosts[iid], self._host_specs[iid] = host, spec
+        self.market.set_host_port(iid, port)
+
+    async def _stop_host(self, iid: int) -> None:
+        host = self.hosts.pop(iid)
+        self._host_specs.pop(iid, None)
+        self.market.set_host_port(iid, None)
+        await host.close()
+
+    def _host_died(self, iid: int) -> None:
+        with contextlib.suppress(Exception):
+            self.market.vanish(iid)
+        task = asyncio.get_running_loop().create_task(self.reconcile())
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def reset(self, config: SimConfig) -> None:
+        """Drop every rental and host and rebuild the market with ``config``."""
+        async with self._lock:
+            for iid in list(self.hosts):
+                await self._stop_host(iid)
+            self.market.reset(config)
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(self.market.config.tick_seconds)
+            try:
+                await self.reconcile()
+            except Exception:  # noqa: BLE001 - the ticker must survive a bad tick
+                pass
+
+    async def start(self, host: str, port: int) -> None:
+        """Bind and serve."""
+        app = web.Application()
+        build_vast_app(app, self.market, self.reconcile)
+        build_control_app(app, self.market, self.reconcile, self.reset)
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        await web.SockSite(self._runner, sock).start()
+        self.url = f"http://{host}:{sock.getsockname()[1]}"
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def close(self) -> None:
+        """Stop the ticker, every ComfyUI host and the API server."""
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+            self._ticker = None
+        for task in list(self._background):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        async with self._lock:
+            for iid in list(self.hosts):
+                await self._stop_host(iid)
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> SimServer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+
+async def start_sim(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
+                    clock: Clock | None = None) -> SimServer:
+    """Start the simulator on ``host:port`` (0 = any free port) and return it running."""
+    server = SimServer(config or SimConfig(), clock or SystemClock())
+    await server.start(host, port)
+    return server
