@@ -1,0 +1,45 @@
+"""Run the gateway on STOKER_GATEWAY_HOST:STOKER_GATEWAY_PORT until SIGTERM or SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Mapping
+
+from aiohttp import web
+
+from services.gateway.app import CONFIG, create_app
+
+log = logging.getLogger("stoker.gateway")
+
+
+async def serve(env: Mapping[str, str]) -> None:
+    """Serve until a signal, then stop accepting, finish requests and drain NATS."""
+    app = create_app(env)
+    config = app[CONFIG]
+    # Finish in-flight requests within 5 s: well inside the supervisor's 10 s before SIGKILL.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, config.host, config.port).start()
+        log.info("gateway listening on http://%s:%s/", config.host, config.port)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("gateway shutting down")
+    finally:
+        await runner.cleanup()
+
+
+def main() -> None:
+    """Entry point for `python -m services.gateway`."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(os.environ))
+
+
+if __name__ == "__main__":
+    main()
