@@ -6,6 +6,7 @@ import contextlib
 import httpx
 import pytest
 
+from libs.events import Recorded
 from libs.events import pool as ev
 from libs.events import subjects
 from libs.events.ids import new_id
@@ -67,7 +68,7 @@ def billing_ids(state: dict) -> set[str]:
 async def pool_events(js, pool_id: str) -> list:
     out = []
     async for rec in replay(js, subjects.event_stream(subjects.POOL), subjects.events_filter(subjects.POOL)):
-        if getattr(rec.event, "pool_id", None) == pool_id:
+        if isinstance(rec, Recorded) and getattr(rec.event, "pool_id", None) == pool_id:
             out.append(rec)
     return out
 
