@@ -7,11 +7,13 @@ from typing import Any
 
 import msgspec
 
+from .accounts import AccountsEvent
+from .audit import AuditEvent
 from .envelope import Envelope
 from .generation import GenerationEvent
 from .pool import PoolEvent
 
-AnyEvent = PoolEvent | GenerationEvent
+AnyEvent = PoolEvent | GenerationEvent | AuditEvent | AccountsEvent
 
 EVENT_TYPES: dict[str, type[Any]] = {cls.__name__: cls for cls in typing.get_args(AnyEvent)}
 

@@ -22,4 +22,6 @@ async def main() -> None:
 if __name__ == "__main__":
     logging.basicConfig(level=os.environ.get("STOKER_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # One line per provider HTTP request is noise at INFO; our own logs say what matters.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     asyncio.run(main())

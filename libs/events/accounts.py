@@ -1,0 +1,73 @@
+"""Accounts context events: users, API tokens, sign-ins and admin actions (for the audit log).
+
+Aggregates: ``ev.acct.user.<user id>`` and ``ev.acct.admin.<key fingerprint>``.
+Never a password, a password hash, a token or a key in an event: tokens appear by id and
+fingerprint only.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from .base import Event
+
+USER = "user"
+ADMIN = "admin"
+
+Role = Literal["user", "admin"]
+
+
+class UserRegistered(Event, frozen=True, kw_only=True):
+    """An account was created."""
+
+    username: str
+    role: Role = "user"
+
+
+class PasswordChanged(Event, frozen=True, kw_only=True):
+    """The account's password was set (the hash lives in the gateway's credential store, not here)."""
+
+    credential_ref: str
+
+
+class LoginSucceeded(Event, frozen=True, kw_only=True):
+    """A sign-in worked."""
+
+    ip: str = ""
+
+
+class LoginFailed(Event, frozen=True, kw_only=True):
+    """A sign-in was refused."""
+
+    username: str
+    ip: str = ""
+    reason: str = "bad_credentials"
+
+
+class TokenCreated(Event, frozen=True, kw_only=True):
+    """An API token was issued (identified by id and fingerprint, never by its value)."""
+
+    token_id: str
+    name: str = ""
+    fingerprint: str
+
+
+class TokenRevoked(Event, frozen=True, kw_only=True):
+    """An API token was revoked."""
+
+    token_id: str
+
+
+class AdminActionPerformed(Event, frozen=True, kw_only=True):
+    """The admin key was used for an action (method, path, outcome), so it reaches the audit log."""
+
+    action: str
+    target: str = ""
+    outcome: str = "ok"
+    details: dict[str, Any] = {}
+
+
+AccountsEvent = (
+    UserRegistered | PasswordChanged | LoginSucceeded | LoginFailed | TokenCreated | TokenRevoked
+    | AdminActionPerformed
+)
