@@ -59,6 +59,22 @@ async def drive(nc, subject: str, total: int, clients: int, release: bool) -> tu
     return latencies, refused
 
 
+async def durable_writes(js, total: int, clients: int) -> list[float]:
+    """Latency of bare JetStream publishes (sync_interval: always) at the same concurrency."""
+    latencies: list[float] = []
+    counter = iter(range(total))
+    token = new_id()[-12:]
+
+    async def client(n: int) -> None:
+        for i in counter:
+            t0 = time.perf_counter()
+            await js.publish(f"ev.pool.benchraw{token}.c{n}", b'{"n":%d}' % i)
+            latencies.append(time.perf_counter() - t0)
+
+    await asyncio.gather(*(client(n) for n in range(clients)))
+    return latencies
+
+
 async def main(args: argparse.Namespace) -> None:
     sim = await start_sim(SimConfig(offer_count=args.pool * 3, schedule_delay=0.1, pull_seconds=0.2,
                                     extract_seconds=0.1, comfy_boot_delay=0.2, tick_seconds=0.1))
@@ -85,10 +101,13 @@ async def main(args: argparse.Namespace) -> None:
 
         await nc.subscribe("bench.echo", cb=echo)
         raw, _ = await drive(nc, "bench.echo", args.claims, args.clients, release=False)
+        js_raw = await durable_writes(nc.jetstream(), args.claims * 2, args.clients)
         claims, refused = await drive(nc, api.CLAIM, args.claims, args.clients, release=True)
         print(f"claim   : p50 {pct(claims, 50):7.2f} ms  p99 {pct(claims, 99):7.2f} ms  "
               f"(mean {statistics.mean(claims) * 1000:.2f} ms, {refused} refused of {len(claims)})")
         print(f"raw rtt : p50 {pct(raw, 50):7.2f} ms  p99 {pct(raw, 99):7.2f} ms  (bare NATS request/reply)")
+        print(f"raw js  : p50 {pct(js_raw, 50):7.2f} ms  p99 {pct(js_raw, 99):7.2f} ms  "
+              f"(bare js.publish, same concurrency: the fsync-bound floor of any durable write)")
         print(f"ratio   : p99 claim / p99 raw = {pct(claims, 99) / pct(raw, 99):.1f}x (goal <= 5x); "
               f"{args.clients} clients, {args.claims} claims, pool of {args.pool}")
         await service.commands.safe_mode(api.SafeModeRequest(enabled=True))

@@ -63,6 +63,7 @@ class Projector(Generic[V]):
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._listeners: list[Listener] = []
         self._task: asyncio.Task[None] | None = None
+        self._saving: asyncio.Task[None] | None = None
         self._sub: Any = None
 
     def listen(self, listener: Listener) -> None:
@@ -104,10 +105,10 @@ class Projector(Generic[V]):
             self.seq = delivery.seq
             if delivery.pending == 0 and not self._caught_up.is_set():
                 self._caught_up.set()
-                await self.checkpoint()
+                self._checkpoint_soon()
             elif self.seq - self._saved_seq >= self._every or (
                     time.monotonic() - self._saved_at >= self._interval and self.seq > self._saved_seq):
-                await self.checkpoint()
+                self._checkpoint_soon()
             if self._waiters:
                 self._wake()
 
@@ -125,14 +126,21 @@ class Projector(Generic[V]):
                 still.append((seq, fut))
         self._waiters = still
 
+    def _checkpoint_soon(self) -> None:
+        """Save in the background, so readers waiting on the view are not held up by the write."""
+        if self._saving is not None and not self._saving.done():
+            return
+        self._saved_at = time.monotonic()
+        self._saving = asyncio.create_task(self.checkpoint(), name=f"checkpoint:{self.projection.name}")
+
     async def checkpoint(self) -> None:
         """Save the view and its sequence now (no-op without a checkpoint store)."""
         self._saved_at = time.monotonic()
         if self._checkpoints is None or self.seq == self._saved_seq:
             return
-        seq = self.seq
-        await self._checkpoints.save(self.projection.name, Checkpoint(seq, self.view))
-        self._saved_seq = seq
+        seq, view = self.seq, self.view  # one consistent snapshot: views are immutable
+        await self._checkpoints.save(self.projection.name, Checkpoint(seq, view))
+        self._saved_seq = max(self._saved_seq, seq)
 
     async def wait_caught_up(self, timeout: float = 30.0) -> None:
         """Wait until the view includes every message that existed at start."""
@@ -157,6 +165,11 @@ class Projector(Generic[V]):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        if self._saving is not None:
+            if not checkpoint:
+                self._saving.cancel()  # a crash: an unfinished save may or may not have landed
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._saving
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()

@@ -21,6 +21,7 @@ CONFIGURE = subjects.command(subjects.CMD_POOL, "configure")
 SAFE_MODE = subjects.command(subjects.CMD_POOL, "safe_mode")
 RESET = subjects.command(subjects.CMD_POOL, "reset")
 STATUS = subjects.command(subjects.CMD_POOL, "status")
+SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
 QUEUE_GROUP = "pool"
 
 
@@ -85,6 +86,16 @@ class ResetRequest(Request, kw_only=True, forbid_unknown_fields=True):
     """Clear transient state: pending rentals are given up (orphan checks catch any that billed)."""
 
     reason: str = ""
+
+
+class SetProviderKeyRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Replace the provider API key at runtime (core NATS only: never stored, never logged)."""
+
+    provider: str = "vastai"
+    api_key: str
+
+    def __repr__(self) -> str:
+        return f"SetProviderKeyRequest(provider={self.provider!r}, api_key=<redacted>)"
 
 
 class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):

@@ -64,14 +64,6 @@ def service_config(env: Mapping[str, str]) -> ServiceConfig:
     )
 
 
-def instance_env(env: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
-    """Environment for rented instances: model URLs and tokens (tokens only ever go to the provider)."""
-    out = {name: env[name] for name in template.token_env if env.get(name)}
-    if template.models:
-        out["STOKER_MODELS"] = ",".join(template.models)
-    return out
-
-
 class PoolService:
     """One pool replica: projection, command handlers, leader lease and reconcile loop."""
 
@@ -86,7 +78,7 @@ class PoolService:
         self.projector = Projector(js, projection, checkpoints=KeyValueCheckpoints(js))
         self.writer = PoolWriter(EventStore(js, clock=clock), self.projector)
         self.probe = probe or HttpComfyProbe()
-        self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock,
+        self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock, secrets=self._env,
                                      settings=planner.Settings(listing_grace_s=config.listing_grace_s,
                                                                rent_grace_s=config.rent_grace_s))
         self.commands = Commands(self.writer, self.reconciler, clock)
@@ -111,7 +103,6 @@ class PoolService:
             with contextlib.suppress(Exception):
                 await self.writer.config([ev.PoolConfigured(pool_id=self.config.pool_id, config=cfg)],
                                          meta_of(api.Request(actor="pool")))
-        self.reconciler._env = instance_env(self._env, self.view.config.template)
         routes: dict[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]] = {
             api.CLAIM: (api.ClaimRequest, self.commands.claim),
             api.RELEASE: (api.ReleaseRequest, self.commands.release),
@@ -126,8 +117,20 @@ class PoolService:
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(subject, queue=api.QUEUE_GROUP,
                                                       cb=self._responder(type_, handler)))
+        # Every replica needs a new provider key, so this one is not a queue subscription.
+        self._subs.append(await self.nc.subscribe(api.SET_PROVIDER_KEY,
+                                                  cb=self._responder(api.SetProviderKeyRequest, self._set_key)))
         self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
+
+    async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
+        if req.provider != self.provider.name and not (req.provider == "vastai" and self.provider.name == "sim"):
+            raise PoolError(f"this pool uses provider {self.provider.name!r}, not {req.provider!r}",
+                            "VALIDATION_FAILED")
+        if not self.reconciler.set_api_key(req.api_key):
+            raise PoolError(f"provider {self.provider.name!r} takes no API key", "VALIDATION_FAILED")
+        log.info("provider key for %s was replaced at runtime by %s", self.provider.name, req.actor)
+        return {"provider": self.provider.name, "updated": True}
 
     def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]]
                    ) -> Callable[[Msg], Awaitable[None]]:

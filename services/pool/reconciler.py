@@ -25,6 +25,14 @@ log = logging.getLogger(__name__)
 SYSTEM = Metadata(actor="pool")
 
 
+def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
+    """Environment of a new instance: the template's model URLs and the tokens it names."""
+    out = {name: secrets[name] for name in template.token_env if secrets.get(name)}
+    if template.models:
+        out["STOKER_MODELS"] = ",".join(template.models)
+    return out
+
+
 def rental_id(pool_id: str, key: str) -> str:
     """The instance aggregate id for a rent with this idempotency key (same key, same id)."""
     return "r" + hashlib.sha256(f"{pool_id}\x00{key}".encode()).hexdigest()[:24]
@@ -33,15 +41,23 @@ def rental_id(pool_id: str, key: str) -> str:
 class Reconciler:
     """Runs reconcile passes: plan from the view and the provider's list, then act."""
 
+    def set_api_key(self, key: str) -> bool:
+        """Change the provider's API key at runtime (never stored); False if it has none."""
+        setter = getattr(self.provider, "set_api_key", None)
+        if setter is None:
+            return False
+        setter(key)
+        return True
+
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
-                 instance_env: Mapping[str, str] | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None) -> None:
         self.writer = writer
         self.provider = provider
         self.probe = probe
         self.clock = clock
         self.settings = settings
-        self._env = dict(instance_env or {})
+        self._secrets = dict(secrets or {})  # model tokens, by env name: only ever sent to the provider
         self.in_flight: set[str] = set()
         self._next_probe: dict[str, tuple[float, float]] = {}  # instance id -> (monotonic due, backoff)
         self.passes = 0
@@ -187,7 +203,7 @@ class Reconciler:
         position = (recorded[-1].envelope.aggregate_version, recorded[-1].seq)
         try:
             provider_id = await self.provider.create_instance(offer, view.config.template, label=label,
-                                                              env=self._env)
+                                                              env=instance_env(self._secrets, view.config.template))
         except ProviderError as exc:
             if exc.retryable:
                 # Unknown outcome: the reconciler adopts it by label, or gives it up after a grace.

@@ -218,3 +218,42 @@ async def test_status_summary_has_costs(nc, js):
         assert inst["gpu"] and inst["dph"] > 0 and inst["accrued_cost"] > 0
         assert status["spend_rate_dph"] == pytest.approx(inst["dph"])
         assert set(inst["cost_by_state"]) >= {"loading", "idle"}
+
+
+async def test_ready_waits_for_required_models_and_the_warm_up(nc, js):
+    warmup = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 0}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "warmup"}}}
+    async with pool_stack(nc, js, SimConfig(**FAST_SIM)) as (sim, [svc]):
+        await svc.commands.configure(api.ConfigureRequest(changes={
+            "template": {"models": ["https://huggingface.co/x/resolve/main/sdxl_base.safetensors"]},
+            "readiness": {"required_models": ["sdxl_base.safetensors"], "warmup_workflow": warmup}}))
+        [iid] = (await svc.commands.prewarm(api.PrewarmRequest(count=1)))["instance_ids"]
+        inst = await eventually(lambda: svc.view.instances.get(iid) and svc.view.instances[iid].phase == "ready"
+                                and svc.view.instances[iid], timeout=30)
+        assert "sdxl_base.safetensors" in inst.models
+        async with httpx.AsyncClient() as client:
+            history = (await client.get(f"{inst.base_url}/history")).json()
+        assert any(entry["status"]["status_str"] == "success" for entry in history.values()), \
+            "the warm-up workflow ran on the instance before it was Ready"
+        claim = await svc.commands.claim(api.ClaimRequest(holder="job", checkpoint="sdxl_base.safetensors"))
+        assert claim.instance_id == iid and "sdxl_base.safetensors" in claim.models
+
+
+async def test_provider_key_can_be_replaced_at_runtime_without_trace(nc, js, caplog):
+    import msgspec
+
+    secret = "vast-" + new_id()
+    async with pool_stack(nc, js, SimConfig(**FAST_SIM)) as (sim, [svc]):
+        async with httpx.AsyncClient() as client:  # from now on the marketplace wants the new key
+            await client.put(f"{sim.url}/_sim/config", json={"api_key": secret})
+        reply = await nc.request(api.SET_PROVIDER_KEY, msgspec.json.encode(
+            {"provider": "vastai", "api_key": secret, "actor": "admin:test"}), timeout=5)
+        assert msgspec.json.decode(reply.data)["ok"] is True
+        bad = await nc.request(api.SET_PROVIDER_KEY, msgspec.json.encode({"api_key": 5}), timeout=5)
+        body = msgspec.json.decode(bad.data)
+        assert body["error"]["code"] == "VALIDATION_FAILED"
+        await svc.commands.prewarm(api.PrewarmRequest(count=1))
+        await eventually(lambda: ready_count(svc) == 1)  # only possible with the new key
+    assert secret not in caplog.text
+    records = await pool_events(js, svc.config.pool_id)
+    assert all(secret not in str(r.envelope) for r in records)

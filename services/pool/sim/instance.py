@@ -50,7 +50,11 @@ def requested_models(env: dict[str, str], onstart: str | None) -> list[tuple[str
     out: list[tuple[str, str]] = []
     for item in env.get("STOKER_MODELS", "").split(","):
         item = item.strip()
-        if item:
+        if "://" in item:  # a download URL (Hugging Face / Civitai): the file lands by its kind
+            name = item.rsplit("/", 1)[-1].split("?", 1)[0]
+            kind = next((k for k in ("loras", "vae") if k.rstrip("s") in item.lower()), "checkpoints")
+            out.append((kind, name))
+        elif item:
             folder, _, name = item.rpartition("/")
             out.append((folder or "checkpoints", name))
     for m in _MODEL_RE.finditer(onstart or ""):
