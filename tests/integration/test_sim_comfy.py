@@ -5,17 +5,16 @@ import io
 import json
 import struct
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 from PIL import Image
 
-from services.pool.sim import SimServer, start_sim
+from services.pool.sim import SimServer
 from services.pool.sim.config import merge_config
 from services.pool.sim.png import encode_png, read_text_chunks
-from services.pool.sim.testing import FAST_CONFIG, eventually, rent_comfy, vast_json
+from services.pool.sim.testing import eventually, rent_comfy, vast_json
 
 SMOKE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 16711680}},
          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "probe"}}}
@@ -39,19 +38,6 @@ def txt2img(steps: int = 8, batch: int = 1, seed: int = 5, save: str = "SaveImag
     }
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    server = await start_sim(FAST_CONFIG)
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 @pytest.fixture

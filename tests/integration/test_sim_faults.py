@@ -1,32 +1,18 @@
 """Vast API semantics and the fault knobs, over HTTP with aiohttp."""
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 import pytest
 
-from services.pool.sim import SimServer, start_sim
+from services.pool.sim import SimServer
 from services.pool.sim.testing import FAST_CONFIG, eventually, rent_comfy, vast_headers, vast_json
 
 CREATE = {"client_id": "me", "image": "vastai/comfy:latest", "env": {"-p 8188:8188": "1"}, "disk": 30.0,
           "label": "pool-a", "runtype": "ssh"}
 
 
-@pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    server = await start_sim(FAST_CONFIG)
-    try:
-        yield server
-    finally:
-        await server.close()
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
 
 
 async def control(session: aiohttp.ClientSession, sim: SimServer, method: str, path: str,

@@ -3,27 +3,18 @@
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterator
+import sys
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
 
-from services.pool.sim import SimServer, start_sim
+from services.pool.sim import SimServer
 from services.pool.sim.config import merge_config
 from services.pool.sim.testing import FAST_CONFIG
 
-VASTAI = "/work/venv/bin/vastai"
+VASTAI = str(Path(sys.executable).with_name("vastai"))
 
-
-@pytest.fixture
-async def sim() -> AsyncIterator[SimServer]:
-    server = await start_sim(FAST_CONFIG)
-    try:
-        yield server
-    finally:
-        await server.close()
 
 
 async def cli(sim: SimServer, home: Path, *args: str) -> tuple[str, str]:

@@ -1,0 +1,26 @@
+"""Fixtures shared by integration tests: a fast marketplace simulator and an HTTP session."""
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+
+from services.pool.sim.server import SimServer, start_sim
+from services.pool.sim.testing import FAST_CONFIG
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[SimServer]:
+    """A simulator on fast timings, closed after the test."""
+    server = await start_sim(FAST_CONFIG)
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An aiohttp client session."""
+    async with aiohttp.ClientSession() as s:
+        yield s
