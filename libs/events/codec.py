@@ -56,7 +56,7 @@ class _Peek(msgspec.Struct):
 
 
 _encoder = msgspec.json.Encoder()
-_envelope_decoder = msgspec.json.Decoder(Envelope[AnyEvent])  # type: ignore[valid-type]
+_envelope_decoder = msgspec.json.Decoder(Envelope[AnyEvent])
 _peek_decoder = msgspec.json.Decoder(_Peek)
 
 

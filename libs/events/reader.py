@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import NamedTuple
 
@@ -25,7 +25,7 @@ def start_config(start_seq: int = 0, start_time: datetime | None = None) -> Cons
     """Consumer config that starts at a stream sequence, a time, or the beginning."""
     if start_time is not None:
         return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_TIME,
-                              opt_start_time=start_time.isoformat(), ack_policy=AckPolicy.NONE)
+                              opt_start_time=start_time, ack_policy=AckPolicy.NONE)
     if start_seq > 1:
         return ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
                               opt_start_seq=start_seq, ack_policy=AckPolicy.NONE)
@@ -49,12 +49,13 @@ async def subscribe_ordered(js: JetStreamContext, stream: str, filter_subject: s
 async def nothing_pending(sub: JetStreamContext.PushSubscription) -> bool:
     """True when a fresh ordered consumer has no message to deliver at all."""
     info = await sub.consumer_info()
-    return info.num_pending == 0 and info.delivered.consumer_seq == 0
+    delivered = info.delivered.consumer_seq if info.delivered else 0
+    return info.num_pending == 0 and not delivered
 
 
 async def read_until_caught_up(js: JetStreamContext, stream: str, filter_subject: str, *,
                                start_seq: int = 0, start_time: datetime | None = None
-                               ) -> AsyncIterator[Delivery]:
+                               ) -> AsyncGenerator[Delivery, None]:
     """Yield matching messages from a start point until none are pending, then stop."""
     sub = await subscribe_ordered(js, stream, filter_subject, start_seq=start_seq, start_time=start_time)
     try:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from contextlib import aclosing
 from datetime import datetime
 
@@ -23,7 +23,7 @@ class Unreadable(Exception):
 
 async def replay(js: JetStreamContext, stream: str, filter_subject: str, *,
                  since: datetime | int | None = None, until: datetime | int | None = None,
-                 ) -> AsyncIterator[Recorded | Unreadable]:
+                 ) -> AsyncGenerator[Recorded | Unreadable, None]:
     """Yield the stream's events matching ``filter_subject`` from ``since`` to ``until``.
 
     Bounds are inclusive stream sequences (int) or times (datetime, by the time the server

@@ -162,7 +162,8 @@ class EventStore:
             return History([])
         records: list[Recorded] = []
         seq = 0
-        while seq < last.seq:
+        end = last.seq or 0
+        while seq < end:
             msg = await self._js.get_msg(stream, seq + 1, subject=subject, next=True)
             assert msg.seq is not None and msg.data is not None
             seq = msg.seq

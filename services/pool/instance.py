@@ -12,6 +12,7 @@ import msgspec
 
 from libs.events import NEW, Position
 from libs.events import pool as ev
+from libs.events.base import Event
 
 Phase = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
 LIVE_PHASES = frozenset({"renting", "loading", "ready", "claimed"})
@@ -164,7 +165,7 @@ def is_billing(inst: Instance) -> bool:
 # --- decisions on one instance -----------------------------------------------------
 
 def decide_claim(inst: Instance, *, lease_id: str, holder: str, lease_s: float, lease_max_s: float,
-                 checkpoint: str | None, now: datetime) -> list[ev.Event]:
+                 checkpoint: str | None, now: datetime) -> list[Event]:
     """Claim a Ready instance for ``holder`` under a lease capped at the pool's maximum."""
     if inst.phase != "ready":
         raise PoolError(f"instance {inst.id} is {inst.phase}, not ready")
@@ -173,7 +174,7 @@ def decide_claim(inst: Instance, *, lease_id: str, holder: str, lease_s: float, 
                        expires_at=now + timedelta(seconds=seconds), checkpoint=checkpoint)]
 
 
-def decide_release(inst: Instance, lease_id: str, *, expired: bool = False) -> list[ev.Event]:
+def decide_release(inst: Instance, lease_id: str, *, expired: bool = False) -> list[Event]:
     """Release a lease; releasing a lease that already ended is a no-op (idempotent)."""
     if inst.lease is None or inst.lease.lease_id != lease_id:
         return []
@@ -182,7 +183,7 @@ def decide_release(inst: Instance, lease_id: str, *, expired: bool = False) -> l
 
 
 def decide_renew(inst: Instance, lease_id: str, *, lease_s: float, lease_max_s: float,
-                 now: datetime) -> list[ev.Event]:
+                 now: datetime) -> list[Event]:
     """Extend a held lease (capped at the pool's maximum lease from now)."""
     if inst.lease is None or inst.lease.lease_id != lease_id:
         raise PoolError(f"lease {lease_id} is not held on instance {inst.id}", "NOT_FOUND")
@@ -190,7 +191,7 @@ def decide_renew(inst: Instance, lease_id: str, *, lease_s: float, lease_max_s: 
     return [ev.LeaseRenewed(pool_id=inst.pool_id, lease_id=lease_id, expires_at=now + timedelta(seconds=seconds))]
 
 
-def decide_terminate(inst: Instance, reason: ev.TerminationReason, detail: str = "") -> list[ev.Event]:
+def decide_terminate(inst: Instance, reason: ev.TerminationReason, detail: str = "") -> list[Event]:
     """Ask for termination unless one is already underway or done."""
     if inst.phase in ("terminating", "terminated", "failed"):
         return []

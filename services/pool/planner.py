@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 import msgspec
 
 from libs.events import pool as ev
+from libs.events.base import Event
 
 from . import view as v
 from .instance import Instance, decide_release, decide_terminate
@@ -28,15 +29,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 class Plan(msgspec.Struct, kw_only=True):
     """What one pass wants done. The shell appends the events and performs the calls."""
 
-    events: dict[str, list[ev.Event]] = {}  # instance id -> events to append
-    config_events: list[ev.Event] = []
+    events: dict[str, list[Event]] = {}  # instance id -> events to append
+    config_events: list[Event] = []
     orphans: list[ProviderInstance] = []
     rent: int = 0
     destroy: list[Instance] = []  # terminating and still listed: (re)send destroy
     confirm_gone: list[Instance] = []  # absent from the list: confirm with show, then Terminated
     probe: list[Instance] = []
 
-    def add(self, instance_id: str, events: list[ev.Event]) -> None:
+    def add(self, instance_id: str, events: list[Event]) -> None:
         """Queue events for one instance."""
         if events:
             self.events.setdefault(instance_id, []).extend(events)
