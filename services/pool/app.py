@@ -17,7 +17,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from libs.events import codec, streams, subjects
+from libs.events import ConcurrencyError, codec, streams, subjects
 from libs.events import pool as ev
 from libs.events.checkpoints import KeyValueCheckpoints
 from libs.events.projector import Projection, Projector
@@ -100,7 +100,7 @@ class PoolService:
         await self.projector.wait_caught_up(120)
         if not self.view.configured:
             cfg = ev.PoolConfig(desired_size=self.config.initial_desired_size)
-            with contextlib.suppress(Exception):
+            with contextlib.suppress(ConcurrencyError):  # another replica configured it first
                 await self.writer.config([ev.PoolConfigured(pool_id=self.config.pool_id, config=cfg)],
                                          meta_of(api.Request(actor="pool")))
         routes: dict[str, tuple[type[Any], Callable[[Any], Awaitable[Any]]]] = {
@@ -150,13 +150,12 @@ class PoolService:
                 reply = api.Reply(ok=False, error=api.Error(code="VALIDATION_FAILED", message=str(exc)))
             except PoolError as exc:
                 reply = api.Reply(ok=False, error=api.Error(code=exc.code, message=str(exc)))
-            except Exception as exc:  # never leak internals to the caller
-                if type(exc).__name__ == "ConcurrencyError":
-                    reply = api.Reply(ok=False, error=api.Error(code="CONFLICT",
-                                                                message="the instance changed meanwhile; retry"))
-                else:
-                    log.exception("command %s failed", msg.subject)
-                    reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
+            except ConcurrencyError:
+                reply = api.Reply(ok=False, error=api.Error(code="CONFLICT",
+                                                            message="the instance changed meanwhile; retry"))
+            except Exception:  # never leak internals to the caller
+                log.exception("command %s failed", msg.subject)
+                reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
             if msg.reply:
                 await msg.respond(_ENCODE_REPLY(reply))
 
