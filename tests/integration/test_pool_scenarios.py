@@ -257,3 +257,25 @@ async def test_provider_key_can_be_replaced_at_runtime_without_trace(nc, js, cap
     assert secret not in caplog.text
     records = await pool_events(js, svc.config.pool_id)
     assert all(secret not in str(r.envelope) for r in records)
+
+
+async def test_stuck_loading_times_out_and_a_vanished_instance_is_marked_lost(nc, js):
+    async with pool_stack(nc, js, SimConfig(**FAST_SIM)) as (sim, [svc]):
+        await svc.commands.configure(api.ConfigureRequest(changes={"readiness": {"probe_timeout_s": 2.0}}))
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{sim.url}/_sim/faults", json={"stuck_loadings": 1})
+        [stuck] = (await svc.commands.prewarm(api.PrewarmRequest(count=1)))["instance_ids"]
+        inst = await eventually(lambda: svc.view.instances.get(stuck) and svc.view.instances[stuck].phase == "terminated"
+                                and svc.view.instances[stuck], timeout=20)
+        assert inst.terminate_reason == "probe_timeout" and inst.failure == "probe_timeout"
+        assert inst.offer.host_id in {p.host_id for p in svc.view.penalties.values()}
+
+        await svc.commands.configure(api.ConfigureRequest(changes={"readiness": {"probe_timeout_s": 30.0}}))
+        [iid] = (await svc.commands.prewarm(api.PrewarmRequest(count=1)))["instance_ids"]
+        ready = await eventually(lambda: svc.view.instances.get(iid) and svc.view.instances[iid].phase == "ready"
+                                 and svc.view.instances[iid])
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{sim.url}/_sim/instances/{ready.provider_id}/vanish")
+        lost = await eventually(lambda: svc.view.instances[iid].phase == "terminated" and svc.view.instances[iid])
+        assert lost.terminate_reason == "provider_lost"
+        assert billing_ids(await sim_state(sim)) == set()
