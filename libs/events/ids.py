@@ -12,7 +12,7 @@ _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
 
-_SAFE_TOKEN = re.compile(r"^[A-Za-z0-9_\-:]{1,128}$")
+_SAFE_TOKEN = re.compile(r"[A-Za-z0-9_\-:]{1,128}")
 
 
 def uuid7() -> uuid.UUID:
@@ -43,4 +43,4 @@ def new_id() -> str:
 
 def is_subject_token(value: str) -> bool:
     """True when value can be one NATS subject token (no dots, wildcards or spaces)."""
-    return bool(_SAFE_TOKEN.match(value))
+    return _SAFE_TOKEN.fullmatch(value) is not None

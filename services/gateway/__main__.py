@@ -11,12 +11,16 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from services.gateway.app import CONFIG, create_app
+from services.gateway.config import ConfigError, GatewayConfig
 
 log = logging.getLogger("stoker.gateway")
 
 
 async def serve(env: Mapping[str, str]) -> None:
     """Serve until a signal, then stop accepting, finish requests and drain NATS."""
+    problem = GatewayConfig.from_mapping(env).startup_problem()
+    if problem:
+        raise ConfigError(f"{problem}: refusing to start outside dev mode (set STOKER_DEV=1 for development)")
     app = create_app(env)
     config = app[CONFIG]
     # Finish in-flight requests within 5 s: well inside the supervisor's 10 s before SIGKILL.
@@ -38,7 +42,11 @@ async def serve(env: Mapping[str, str]) -> None:
 def main() -> None:
     """Entry point for `python -m services.gateway`."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(os.environ))
+    try:
+        asyncio.run(serve(os.environ))
+    except ConfigError as exc:
+        log.error("%s", exc)
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -1,62 +1,90 @@
-"""The gateway's aiohttp app: health and readiness probes, a placeholder page, JSON errors."""
+"""The gateway's aiohttp app: wiring (resources with a lifetime), probes, metrics, docs and the API routes.
+
+The gateway translates, it does not decide: requests become Structs, then a pool command over
+NATS, a read of the gateway's own projections, or an accounts use case; refusals become the
+one JSON error shape. Adding an API area means adding an ``api_*.py`` module to ``API_MODULES``.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta
 
 import asyncpg
 import nats
 from aiohttp import web
-from nats.aio.client import Client as NatsClient
 
-from services.gateway.errors import error_middleware, error_response
+from libs.events import streams
+from libs.events.store import EventStore, utc_now
+from services.gateway import (
+    api_admin,
+    api_audit,
+    api_auth,
+    api_history,
+    api_live,
+    api_meta,
+    api_pool,
+    api_usage,
+    openapi,
+    repository,
+)
+from services.gateway.accounts import Accounts
+from services.gateway.audit_reads import AuditAccess
+from services.gateway.config import GatewayConfig
+from services.gateway.errors import error_middleware
+from services.gateway.live import LiveHub
+from services.gateway.metrics import Metrics, metrics_middleware
+from services.gateway.pool_client import PoolClient
+from services.gateway.pool_reads import PoolReads
+from services.gateway.ratelimit import Limiter
+from services.gateway.recorder import EventRecorder
+from services.gateway.resources import (
+    ACCOUNTS,
+    AUDIT,
+    CLOCK,
+    CONFIG,
+    DATABASE,
+    HUB,
+    JS,
+    LIMITS,
+    METRICS,
+    NATS,
+    OPENAPI_DOC,
+    OPERATIONS,
+    PG_POOL,
+    POOL_CLIENT,
+    POOL_READS,
+    RECORDER,
+    Database,
+    Limits,
+)
+from services.gateway.routing import Operation, add_operations
+from services.gateway.security import security_middleware
+
+__all__ = ["CONFIG", "NATS", "PG_POOL", "GatewayConfig", "create_app"]
 
 log = logging.getLogger("stoker.gateway")
-PROBE_TIMEOUT = 2.0
+MIGRATE_RETRY_MAX_S = 10.0
+API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_admin, api_live)
 
 
-@dataclass(frozen=True)
-class GatewayConfig:
-    """The gateway's settings, read from an injected mapping (os.environ in production)."""
-
-    nats_url: str
-    database_url: str
-    host: str = "127.0.0.1"
-    port: int = 8080
-
-    @classmethod
-    def from_mapping(cls, env: Mapping[str, str]) -> GatewayConfig:
-        """Build the config; NATS_URL and DATABASE_URL are required."""
-        missing = [name for name in ("NATS_URL", "DATABASE_URL") if not env.get(name)]
-        if missing:
-            raise ValueError(f"missing configuration: {', '.join(missing)}")
-        return cls(
-            nats_url=env["NATS_URL"],
-            database_url=env["DATABASE_URL"],
-            host=env.get("STOKER_GATEWAY_HOST") or "127.0.0.1",
-            port=int(env.get("STOKER_GATEWAY_PORT") or 8080),
-        )
-
-
-CONFIG = web.AppKey("config", GatewayConfig)
-NATS = web.AppKey("nats", NatsClient)
-PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
-
-INDEX_HTML = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Stoker</title></head>
-<body><h1>Stoker is running</h1><p>The web UI is coming. Health: <a href="/readyz">/readyz</a></p></body></html>
-"""
+async def _quiet(exc: Exception) -> None:
+    log.debug("nats: %r", exc)
 
 
 async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Connect to NATS for the app's lifetime; drain on shutdown."""
-    nc = await nats.connect(
-        app[CONFIG].nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1
-    )
+    """Connect to NATS, declare the streams, and build what talks to them; drain on shutdown."""
+    cfg = app[CONFIG]
+    nc = await nats.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
+                            error_cb=_quiet)
     app[NATS] = nc
+    js = nc.jetstream(timeout=10)
+    app[JS] = js
+    await streams.ensure_streams(js)
+    app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]))
+    app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s)
     yield
     try:
         await asyncio.wait_for(nc.drain(), 5)
@@ -64,54 +92,79 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         await nc.close()
 
 
+async def _migrate(db: Database) -> None:
+    """Apply the gateway's migrations, retrying while PostgreSQL is down."""
+    delay = 0.2
+    while True:
+        try:
+            async with db.pool.acquire() as conn:
+                await repository.migrate(conn)
+            db.ready = True
+            return
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("gateway migrations waiting for PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, MIGRATE_RETRY_MAX_S)
+
+
 async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
     """A lazily connecting asyncpg pool: the gateway starts, and reports not ready, while PostgreSQL is down."""
-    pool = await asyncpg.create_pool(app[CONFIG].database_url, min_size=0, max_size=5)
+    cfg = app[CONFIG]
+    pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=10, command_timeout=60)
     app[PG_POOL] = pool
+    db = app[DATABASE] = Database(pool)
+    try:
+        await asyncio.wait_for(_migrate(db), 5)
+    except TimeoutError:
+        task = asyncio.create_task(_migrate(db), name="gateway-migrate")  # keep trying in the background
+        db.tasks.add(task)
+        task.add_done_callback(db.tasks.discard)
+    app[ACCOUNTS] = Accounts(pool, app[RECORDER], app[CLOCK], timedelta(seconds=cfg.session_ttl_s),
+                             login_fingerprint_key=(cfg.admin_key or "stoker-login").encode())
     yield
+    for task in list(db.tasks):
+        task.cancel()
     try:
         await asyncio.wait_for(pool.close(), 5)
     except TimeoutError:
         pool.terminate()
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """Liveness: the process answers."""
-    return web.json_response({"status": "ok"})
+async def pool_reads_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Follow the pool stream; pool changes go to live clients."""
+    reads = PoolReads(app[JS], app[CONFIG].pool_id, app[CLOCK])
+    reads.listen(app[HUB].on_pool_event)
+    app[POOL_READS] = reads
+    await reads.start()
+    yield
+    await reads.stop()
 
 
-async def _postgres_ok(pool: asyncpg.Pool) -> bool:
-    try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            return bool(await pool.fetchval("SELECT 1") == 1)
-    except Exception as exc:  # noqa: BLE001 -- any failure means not ready; the probe must not raise
-        log.debug("postgres probe failed: %r", exc)
-        return False
+async def _close_live(app: web.Application) -> None:
+    app[HUB].close()
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """Readiness: NATS connected and PostgreSQL answers SELECT 1."""
-    problems = []
-    if not request.app[NATS].is_connected:
-        problems.append("NATS is not connected")
-    if not await _postgres_ok(request.app[PG_POOL]):
-        problems.append("PostgreSQL does not answer")
-    if problems:
-        return error_response(503, "NOT_READY", "; ".join(problems))
-    return web.json_response({"status": "ready"})
-
-
-async def index(request: web.Request) -> web.Response:
-    """A placeholder page until the web UI lands."""
-    return web.Response(text=INDEX_HTML, content_type="text/html")
-
-
-def create_app(env: Mapping[str, str]) -> web.Application:
+def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_now) -> web.Application:
     """Build the gateway app from a configuration mapping."""
-    app = web.Application(middlewares=[error_middleware])
-    app[CONFIG] = GatewayConfig.from_mapping(env)
-    app.cleanup_ctx.extend([nats_ctx, pg_ctx])
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/", index)
+    config = GatewayConfig.from_mapping(env)
+    metrics_registry = Metrics()
+    app = web.Application(middlewares=[security_middleware(config.cors_origins), metrics_middleware(metrics_registry),
+                                       error_middleware], client_max_size=1024 * 1024)
+    app[CONFIG] = config
+    app[CLOCK] = clock
+    app[METRICS] = metrics_registry
+    app[HUB] = LiveHub()
+    app[AUDIT] = AuditAccess(config.audit_env)
+    app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate))
+    app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx])
+    app.on_shutdown.append(_close_live)
+    operations: list[Operation] = []
+    for module in API_MODULES:
+        operations += add_operations(app, module.OPERATIONS)
+    app[OPERATIONS] = operations
+    app[OPENAPI_DOC] = openapi.document(operations)
+    app.router.add_get("/api/docs.css", api_meta.docs_css)
+    app.router.add_get("/", api_meta.index)
+    if not config.admin_key:
+        log.warning("no STOKER_ADMIN_KEY: the admin role is unreachable")
     return app

@@ -17,6 +17,7 @@ from . import api
 from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
+from .policy import validate_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
 
@@ -37,16 +38,6 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
         else:
             out[key] = value
     return out
-
-
-def validate_config(cfg: ev.PoolConfig) -> None:
-    """Refuse configurations that cannot work."""
-    if cfg.desired_size < 0 or cfg.max_size < 0:
-        raise PoolError("sizes cannot be negative", "VALIDATION_FAILED")
-    if cfg.desired_size > cfg.max_size:
-        raise PoolError(f"desired_size {cfg.desired_size} is above max_size {cfg.max_size}", "VALIDATION_FAILED")
-    if cfg.idle_timeout_s <= 0 or cfg.lease_max_s <= 0 or cfg.readiness.probe_timeout_s <= 0:
-        raise PoolError("timeouts must be positive", "VALIDATION_FAILED")
 
 
 class Commands:

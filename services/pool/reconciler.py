@@ -15,6 +15,7 @@ from libs.events import pool as ev
 from . import planner
 from . import view as v
 from .instance import Instance
+from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
 from .reputation import avoided_hosts
@@ -27,7 +28,7 @@ SYSTEM = Metadata(actor="pool")
 
 def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
     """Environment of a new instance: the template's model URLs and the tokens it names."""
-    out = {name: secrets[name] for name in template.token_env if secrets.get(name)}
+    out = {name: secrets[name] for name in template.token_env if name in INSTANCE_TOKEN_ENV and secrets.get(name)}
     if template.models:
         out["STOKER_MODELS"] = ",".join(template.models)
     return out

@@ -226,3 +226,25 @@ def test_other_pools_events_are_ignored():
     g.instance("x", ev.RentRequested(pool_id="someone-else", idempotency_key="k", offer=OFFER, provider="sim",
                                      label="stoker:someone-else:x"))
     assert g.view.instances == {}
+
+
+def test_configuration_cannot_leak_secrets_or_overflow():
+    from services.pool.policy import validate_config
+    from services.pool.reconciler import instance_env
+
+    with pytest.raises(PoolError, match="token_env"):
+        validate_config(ev.PoolConfig(template=ev.InstanceTemplate(token_env=("STOKER_ADMIN_KEY",))))
+    with pytest.raises(PoolError, match="timeouts"):
+        validate_config(ev.PoolConfig(idle_timeout_s=1e300))
+    with pytest.raises(PoolError, match="desired_size"):
+        validate_config(ev.PoolConfig(desired_size=5, max_size=2))
+    validate_config(ev.PoolConfig())
+    env = {"HF_TOKEN": "hf", "STOKER_ADMIN_KEY": "admin-secret"}
+    template = ev.InstanceTemplate(token_env=("HF_TOKEN", "STOKER_ADMIN_KEY"), models=("https://x/m.safetensors",))
+    assert instance_env(env, template) == {"HF_TOKEN": "hf", "STOKER_MODELS": "https://x/m.safetensors"}
+
+
+def test_subject_tokens_reject_trailing_newlines():
+    from libs.events.ids import is_subject_token
+
+    assert is_subject_token("abc-1") and not is_subject_token("abc\n")

@@ -1,0 +1,64 @@
+"""The typed keys under which the app keeps its resources (one place, so modules do not import app.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+from aiohttp import web
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
+
+from services.gateway.config import GatewayConfig
+from services.gateway.ratelimit import Limiter
+
+if TYPE_CHECKING:
+    from services.gateway.accounts import Accounts
+    from services.gateway.audit_reads import AuditAccess
+    from services.gateway.live import LiveHub
+    from services.gateway.metrics import Metrics
+    from services.gateway.pool_client import PoolClient
+    from services.gateway.pool_reads import PoolReads
+    from services.gateway.recorder import EventRecorder
+    from services.gateway.routing import Operation
+
+Clock = Callable[[], datetime]
+
+
+@dataclass
+class Limits:
+    """The rate limiters: the API's (per credential, or per IP when anonymous) and sign-in's (per IP)."""
+
+    api: Limiter
+    login: Limiter
+
+
+@dataclass
+class Database:
+    """PostgreSQL for the gateway's own tables: ``ready`` once its migrations are applied."""
+
+    pool: asyncpg.Pool
+    ready: bool = False
+    tasks: set[Any] = field(default_factory=set)
+
+
+CORRELATION_ID = web.RequestKey("correlation_id", str)
+CONFIG = web.AppKey("config", GatewayConfig)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
+NATS = web.AppKey("nats", NatsClient)
+JS = web.AppKey("js", JetStreamContext)
+PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
+DATABASE = web.AppKey("database", Database)
+LIMITS = web.AppKey("limits", Limits)
+RECORDER: web.AppKey[EventRecorder] = web.AppKey("recorder")
+POOL_CLIENT: web.AppKey[PoolClient] = web.AppKey("pool_client")
+POOL_READS: web.AppKey[PoolReads] = web.AppKey("pool_reads")
+HUB: web.AppKey[LiveHub] = web.AppKey("live_hub")
+METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+AUDIT: web.AppKey[AuditAccess] = web.AppKey("audit")
+ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc")
+OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations")

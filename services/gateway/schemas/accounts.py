@@ -1,0 +1,115 @@
+"""Accounts, tokens and provider-key request and response types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+from services.gateway.schemas.base import Checked, Id, Password, Username
+
+
+class RegisterBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """A new account (admins may create admins)."""
+
+    username: Username
+    password: Password
+    role: Literal["user", "admin"] = "user"
+
+
+class LoginBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Credentials to exchange for a session."""
+
+    username: Annotated[str, Meta(min_length=1, max_length=128)]
+    password: Annotated[str, Meta(min_length=1, max_length=1024)]
+
+
+class User(msgspec.Struct, kw_only=True):
+    """An account (never its password hash)."""
+
+    id: str
+    username: str
+    role: Literal["user", "admin"]
+    created_at: datetime
+
+
+class LoginResult(msgspec.Struct, kw_only=True):
+    """A session: send ``token`` as ``Authorization: Bearer``, or rely on the cookie set with it."""
+
+    token: str
+    token_type: str = "bearer"
+    expires_at: datetime
+    user: User
+
+
+class LogoutResult(msgspec.Struct, kw_only=True):
+    """Whether a session was ended."""
+
+    logged_out: bool
+
+
+class Me(msgspec.Struct, kw_only=True):
+    """The caller: ``actor`` is how events name them."""
+
+    actor: str
+    role: Literal["user", "admin"]
+    via: Literal["admin_key", "token", "session"]
+    user: User | None = None
+
+
+class NewTokenBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """An API token; ``user_id`` only for admins issuing a token to an account."""
+
+    name: Annotated[str, Meta(max_length=100)] = ""
+    expires_in_s: Annotated[int, Meta(ge=60, le=10 * 365 * 86400)] | None = None
+    user_id: Id | None = None
+
+
+class TokenInfo(msgspec.Struct, kw_only=True):
+    """An API token as listed: never its value."""
+
+    id: str
+    user_id: str
+    name: str
+    fingerprint: str
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+
+
+class NewToken(TokenInfo, kw_only=True):
+    """A created token: ``token`` is shown this once and cannot be retrieved again."""
+
+    token: str
+
+
+class TokenList(msgspec.Struct, kw_only=True):
+    """Live API tokens."""
+
+    items: list[TokenInfo]
+
+
+class RevokeResult(msgspec.Struct, kw_only=True):
+    """The revoked token."""
+
+    id: str
+    revoked: bool
+
+
+# --- provider keys ------------------------------------------------------------------------
+
+class ProviderKeysBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Provider API keys to use from now on (kept in the pool's memory; never stored in events or logs)."""
+
+    vastai_api_key: Annotated[str, Meta(min_length=8, max_length=512, pattern=r"^[!-~]+$")]
+
+    def __repr__(self) -> str:
+        return "ProviderKeysBody(vastai_api_key=<redacted>)"
+
+
+class ProviderKeysResult(msgspec.Struct, kw_only=True):
+    """Which providers now use a new key."""
+
+    updated: list[str]

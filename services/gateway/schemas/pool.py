@@ -1,0 +1,119 @@
+"""Pool request and response types."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from libs.events.pool import PoolConfig
+from services.gateway.schemas.base import Checked, Id, Text
+
+PoolState = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
+
+
+class PoolInstance(msgspec.Struct, kw_only=True):
+    """One instance as the dashboard shows it (admins also see where it runs)."""
+
+    id: str
+    state: PoolState
+    status_message: str | None = None
+    provider_id: str | None = None
+    gpu: str | None = None
+    host_id: str | None = None
+    dph: float = 0.0
+    uptime_s: float = 0.0
+    accrued_cost: float = 0.0
+    cost_by_state: dict[str, float] = {}
+    cost_bucket: str = ""
+    lease_holder: str | None = None
+    lease_expires_at: datetime | None = None
+    models: list[str] = []
+    base_url: str | None = None
+    termination_reason: str | None = None
+    failure: str | None = None
+
+
+class PoolSummary(msgspec.Struct, kw_only=True):
+    """The pool: instances with costs, configuration, safe mode and spend."""
+
+    pool_id: str
+    config: PoolConfig
+    safe_mode: bool
+    safe_mode_reason: str
+    instances: list[PoolInstance]
+    spend_rate_dph: float
+    spend_today: float
+    cost_by_state: dict[str, float]
+    avoided_hosts: list[str]
+    seq: int
+
+
+def _partial(struct: type[msgspec.Struct], name: str) -> type[Checked]:
+    """A Struct with every field of ``struct`` optional (nested Structs partial too), for PATCH-like updates."""
+    fields: list[tuple[str, Any, Any]] = []
+    for f in msgspec.structs.fields(struct):
+        kind = f.type
+        if isinstance(kind, type) and issubclass(kind, msgspec.Struct):
+            kind = _partial(kind, f"{kind.__name__}Patch")
+        fields.append((f.name, kind | msgspec.UnsetType, msgspec.UNSET))
+    partial: type[Checked] = msgspec.defstruct(name, fields, bases=(Checked,), kw_only=True,  # type: ignore[assignment]
+                                               forbid_unknown_fields=True, omit_defaults=True, module=__name__)
+    return partial
+
+
+PoolConfigPatch = _partial(PoolConfig, "PoolConfigPatch")
+PoolConfigPatch.__doc__ = "A partial pool configuration: only the fields given change (nested objects merge)."
+
+
+class PrewarmBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Rent instances now; a retry with the same idempotency key never rents twice."""
+
+    count: Annotated[int, Meta(ge=1, le=64)] = 1
+    idempotency_key: Id | None = None
+
+
+class TerminateBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Why the instance is being terminated (free text, kept in the event)."""
+
+    reason: Text = "admin"
+
+
+class SafeModeBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Turn safe mode on (terminate everything, rent nothing) or off."""
+
+    enabled: bool
+    reason: Text = "admin"
+
+
+class ResetBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Clear the pool's transient state."""
+
+    reason: Text = ""
+
+
+class PrewarmResult(msgspec.Struct, kw_only=True):
+    """The instances being rented."""
+
+    instance_ids: list[str]
+
+
+class TerminateResult(msgspec.Struct, kw_only=True):
+    """Whether a termination was started (False: it already was)."""
+
+    terminating: bool
+
+
+class SafeModeResult(msgspec.Struct, kw_only=True):
+    """Safe mode after the request."""
+
+    safe_mode: bool
+
+
+class ResetResult(msgspec.Struct, kw_only=True):
+    """What the reset did."""
+
+    reset: bool
+    pending_rentals_given_up: int = 0
