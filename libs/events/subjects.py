@@ -40,6 +40,7 @@ AUDIT_DURABLE = "audit"
 CHECKPOINT_BUCKET = "stoker-checkpoints"
 LEASE_BUCKET = "stoker-leases"
 OUTPUT_BUCKET = "stoker-outputs"
+GEN_SECRETS_BUCKET = "stoker-gen-secrets"  # the generation service's webhook signing master key
 
 # Command subjects (request/reply).
 CMD_POOL = "cmd.pool"

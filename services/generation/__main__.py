@@ -1,0 +1,55 @@
+"""Run a generation replica (API responder + job worker): ``python -m services.generation``.
+
+Environment (all optional):
+
+| variable | default | meaning |
+|---|---|---|
+| NATS_URL | nats://127.0.0.1:4222 | NATS with JetStream |
+| STOKER_POOL_ID | default | the pool whose instances jobs run on |
+| STOKER_GEN_CONCURRENCY | 4 | jobs (and webhook deliveries) one worker runs at once |
+| STOKER_GEN_WORKER | 1 | 0: answer the API only, run no jobs |
+| STOKER_GEN_ACK_WAIT | 30 | seconds before a dead worker's job is redelivered |
+| STOKER_GEN_JOB_TIMEOUT | 1800 | seconds an attempt may run before it is interrupted |
+| STOKER_GEN_LOST_AFTER | 30 | seconds a host may not answer before its instance counts as lost |
+| STOKER_GEN_MAX_ATTEMPTS | 3 | instances a job may lose before it fails |
+| STOKER_GEN_LEASE | 300 | claim lease seconds (renewed every third) |
+| STOKER_GEN_CLAIM_WAIT | 5 | seconds a worker waits for a free instance before requeueing |
+| STOKER_GEN_AUTOSCALE | 1 | ask the pool for instances (prewarm, within max_size) when jobs wait |
+| STOKER_GEN_DEFAULT_CHECKPOINT | first the pool offers | checkpoint of templates when none is given |
+| STOKER_GEN_SECONDS_PER_UNIT / _OVERHEAD / _DEFAULT_DPH | 0.05 / 3 / 0.5 | cost estimate model |
+| STOKER_WEBHOOK_SECRET | random, kept in KV | master key user webhook keys derive from |
+| STOKER_WEBHOOK_ATTEMPTS / _BACKOFF / _BACKOFF_MAX / _TIMEOUT | 8 / 2 / 3600 / 10 | delivery policy |
+| STOKER_WEBHOOK_ALLOW_PRIVATE | STOKER_DEV | allow webhooks to loopback/private addresses |
+| STOKER_LOG_LEVEL | INFO | logging level |
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+
+from .app import run
+from .config import ConfigError
+
+
+async def main() -> None:
+    """Run until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await run(os.environ, stop)
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=os.environ.get("STOKER_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    try:
+        asyncio.run(main())
+    except ConfigError as exc:
+        print(f"generation: {exc}", file=sys.stderr)
+        sys.exit(2)

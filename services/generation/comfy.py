@@ -1,0 +1,255 @@
+"""The ComfyUI host port and its HTTP + WebSocket adapter (httpx for HTTP, aiohttp for /ws).
+
+See /work/shared/specs/comfyui-api.md. Errors are sorted for the caller: a host that does
+not answer (connection refused, 502/503/504, timeouts) is ``HostUnreachable``; a 400 on
+``POST /prompt`` is ``PromptRejected`` with ComfyUI's own error and node errors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Protocol
+
+import aiohttp
+import httpx
+
+from libs.events import codec
+
+RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+class ComfyError(Exception):
+    """The host answered something unexpected."""
+
+
+class HostUnreachable(ComfyError):
+    """The host did not answer (it may be gone)."""
+
+
+class SocketClosed(ComfyError):
+    """The WebSocket dropped."""
+
+
+class PromptRejected(ComfyError):
+    """ComfyUI refused the prompt (400): nothing was queued."""
+
+    def __init__(self, error: dict[str, Any], node_errors: dict[str, Any]) -> None:
+        self.error, self.node_errors = error, node_errors
+        super().__init__(rejection_message(error, node_errors))
+
+
+def rejection_message(error: dict[str, Any], node_errors: dict[str, Any]) -> str:
+    """One readable line from ComfyUI's validation answer (its own words)."""
+    head = str(error.get("message") or "Prompt rejected")
+    details = str(error.get("details") or "")
+    parts = [f"{head}: {details}" if details and details != head else head]
+    for nid, entry in (node_errors or {}).items():
+        class_type = entry.get("class_type", "") if isinstance(entry, dict) else ""
+        for err in (entry.get("errors") or []) if isinstance(entry, dict) else []:
+            text = str(err.get("message", ""))
+            if err.get("details"):
+                text = f"{text}: {err['details']}"
+            parts.append(f"node {nid} ({class_type}): {text}")
+    return "; ".join(parts)
+
+
+class Socket(Protocol):
+    """An open ``/ws`` connection."""
+
+    async def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next JSON message, None after ``timeout`` seconds; SocketClosed when it dropped."""
+        ...
+
+    async def close(self) -> None:
+        """Close it."""
+        ...
+
+
+class ComfyHost(Protocol):
+    """One ComfyUI host, as the job runner uses it."""
+
+    base_url: str
+
+    async def connect(self, client_id: str) -> Socket:
+        """Open ``/ws?clientId=``; do it before posting so no message is missed."""
+        ...
+
+    async def post_prompt(self, prompt: dict[str, Any], *, prompt_id: str, client_id: str) -> dict[str, Any]:
+        """Queue a prompt under our own prompt id (PromptRejected on 400); returns node errors of branches
+        ComfyUI refused while it runs the others (usually empty)."""
+        ...
+
+    async def history(self, prompt_id: str) -> dict[str, Any] | None:
+        """The history entry of a finished prompt, None while it is not finished (or unknown)."""
+        ...
+
+    async def queue(self) -> tuple[set[str], set[str]]:
+        """Prompt ids running and pending."""
+        ...
+
+    async def view(self, filename: str, subfolder: str, type_: str) -> bytes:
+        """The bytes of an output file."""
+        ...
+
+    async def upload_image(self, filename: str, data: bytes) -> str:
+        """Store an input image (overwriting); returns the name to give LoadImage."""
+        ...
+
+    async def interrupt(self, prompt_id: str) -> None:
+        """Interrupt the prompt if it is the running one."""
+        ...
+
+    async def delete_queued(self, prompt_ids: list[str]) -> None:
+        """Remove pending prompts."""
+        ...
+
+
+class Hosts(Protocol):
+    """Makes host clients from base URLs."""
+
+    def host(self, base_url: str) -> ComfyHost:
+        """A client for the host at ``base_url``."""
+        ...
+
+
+class _WsSocket:
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self._ws = ws
+
+    async def receive(self, timeout: float) -> dict[str, Any] | None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            left = deadline - loop.time()
+            if left <= 0:
+                return None
+            try:
+                msg = await self._ws.receive(timeout=left)
+            except TimeoutError:
+                return None
+            except (aiohttp.ClientError, ConnectionError, RuntimeError) as exc:
+                raise SocketClosed(str(exc)) from None
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                try:
+                    data = codec.loads(msg.data.encode())
+                except ValueError:
+                    continue
+                if isinstance(data, dict):
+                    return data
+                continue
+            if msg.type == aiohttp.WSMsgType.BINARY:
+                continue  # previews: not needed to follow a job
+            raise SocketClosed(f"websocket {msg.type.name.lower()}")
+
+    async def close(self) -> None:
+        try:
+            await self._ws.close()
+        except (aiohttp.ClientError, ConnectionError, RuntimeError):
+            pass
+
+
+class HttpComfyHost:
+    """A ComfyUI host over HTTP and WebSocket."""
+
+    def __init__(self, base_url: str, http: httpx.AsyncClient, ws: aiohttp.ClientSession) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._http, self._ws = http, ws
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            resp = await self._http.request(method, self.base_url + path, **kwargs)
+        except (httpx.TransportError, httpx.TimeoutException) as exc:
+            raise HostUnreachable(f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
+        if resp.status_code in RETRYABLE_STATUS:
+            raise HostUnreachable(f"{method} {path}: HTTP {resp.status_code}")
+        return resp
+
+    async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        resp = await self._request(method, path, **kwargs)
+        if resp.status_code != 200:
+            raise ComfyError(f"{method} {path}: HTTP {resp.status_code} {resp.text[:200]}")
+        try:
+            return codec.loads(resp.content) if resp.content.strip() else None
+        except ValueError:
+            raise ComfyError(f"{method} {path}: not JSON") from None
+
+    async def connect(self, client_id: str) -> Socket:
+        url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
+        try:
+            ws = await self._ws.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=20.0)
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise HostUnreachable(f"websocket: {type(exc).__name__} {exc}".strip()) from None
+        return _WsSocket(ws)
+
+    async def post_prompt(self, prompt: dict[str, Any], *, prompt_id: str, client_id: str) -> dict[str, Any]:
+        body = codec.encode({"prompt": prompt, "client_id": client_id, "prompt_id": prompt_id})
+        resp = await self._request("POST", "/prompt", content=body, headers={"content-type": "application/json"})
+        if resp.status_code == 400:
+            try:
+                data = codec.loads(resp.content)
+            except ValueError:
+                data = {}
+            raise PromptRejected(data.get("error") or {"message": resp.text[:500]}, data.get("node_errors") or {})
+        if resp.status_code != 200:
+            raise ComfyError(f"POST /prompt: HTTP {resp.status_code} {resp.text[:200]}")
+        try:
+            errors = codec.loads(resp.content).get("node_errors")
+        except (ValueError, AttributeError):
+            errors = None
+        return errors if isinstance(errors, dict) else {}
+
+    async def history(self, prompt_id: str) -> dict[str, Any] | None:
+        data = await self._json("GET", f"/history/{prompt_id}")
+        entry = (data or {}).get(prompt_id)
+        return entry if isinstance(entry, dict) else None
+
+    async def queue(self) -> tuple[set[str], set[str]]:
+        data = await self._json("GET", "/queue") or {}
+        running = {str(item[1]) for item in data.get("queue_running", []) if len(item) > 1}
+        pending = {str(item[1]) for item in data.get("queue_pending", []) if len(item) > 1}
+        return running, pending
+
+    async def view(self, filename: str, subfolder: str, type_: str) -> bytes:
+        resp = await self._request("GET", "/view", params={"filename": filename, "subfolder": subfolder,
+                                                           "type": type_})
+        if resp.status_code != 200:
+            raise ComfyError(f"GET /view {filename}: HTTP {resp.status_code}")
+        return resp.content
+
+    async def upload_image(self, filename: str, data: bytes) -> str:
+        resp = await self._request("POST", "/upload/image", files={"image": (filename, data, "image/png")},
+                                   data={"type": "input", "overwrite": "true"})
+        if resp.status_code != 200:
+            raise ComfyError(f"POST /upload/image: HTTP {resp.status_code}")
+        body = codec.loads(resp.content)
+        sub = body.get("subfolder") or ""
+        return f"{sub}/{body['name']}" if sub else str(body["name"])
+
+    async def interrupt(self, prompt_id: str) -> None:
+        await self._request("POST", "/interrupt", content=codec.encode({"prompt_id": prompt_id}),
+                            headers={"content-type": "application/json"})
+
+    async def delete_queued(self, prompt_ids: list[str]) -> None:
+        await self._request("POST", "/queue", content=codec.encode({"delete": prompt_ids}),
+                            headers={"content-type": "application/json"})
+
+
+class HttpComfyHosts:
+    """Host clients sharing one HTTP connection pool and one WebSocket session."""
+
+    def __init__(self, timeout: float = 30.0) -> None:
+        self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0),
+                                       limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        self._session: aiohttp.ClientSession | None = None
+
+    def host(self, base_url: str) -> ComfyHost:
+        """A client for one host."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5.0))
+        return HttpComfyHost(base_url, self._http, self._session)
+
+    async def aclose(self) -> None:
+        """Close the connection pools."""
+        await self._http.aclose()
+        if self._session is not None:
+            await self._session.close()

@@ -1,0 +1,84 @@
+"""The pool as the generation service uses it: claim, renew, release, prewarm (port + NATS adapter)."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import msgspec
+from nats.aio.client import Client
+from nats.errors import Error as NatsError
+
+from libs.events import codec
+from services.pool import api as pool_api
+
+
+class PoolUnavailable(Exception):
+    """The pool did not answer, or refused; ``code`` is the pool's error code (NO_CAPACITY...)."""
+
+    def __init__(self, message: str, code: str = "UNAVAILABLE") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class Pool(Protocol):
+    """What a worker asks of the pool."""
+
+    async def claim(self, holder: str, checkpoint: str | None, lease_s: float) -> pool_api.Claim:
+        """A Ready instance under a lease (PoolUnavailable code NO_CAPACITY when none is free)."""
+        ...
+
+    async def renew(self, instance_id: str, lease_id: str, lease_s: float) -> bool:
+        """Extend a lease; False when the lease is not held any more."""
+        ...
+
+    async def release(self, instance_id: str, lease_id: str) -> None:
+        """Give the instance back."""
+        ...
+
+    async def prewarm(self, count: int, key: str) -> None:
+        """Ask for ``count`` more instances (idempotent per key)."""
+        ...
+
+
+_claim_reply = msgspec.json.Decoder(pool_api.Reply)
+
+
+class NatsPool:
+    """The pool's command API over NATS request/reply."""
+
+    def __init__(self, nc: Client, *, actor: str = "gen", timeout: float = 5.0) -> None:
+        self._nc, self._actor, self._timeout = nc, actor, timeout
+
+    async def _call(self, subject: str, body: dict[str, Any]) -> Any:
+        try:
+            msg = await self._nc.request(subject, codec.encode({"actor": self._actor, **body}), timeout=self._timeout)
+        except (NatsError, TimeoutError) as exc:
+            raise PoolUnavailable(f"the pool did not answer {subject}: {type(exc).__name__}") from None
+        reply = _claim_reply.decode(msg.data)
+        if not reply.ok:
+            err = reply.error or pool_api.Error(code="UNAVAILABLE", message="refused")
+            raise PoolUnavailable(err.message, err.code)
+        return reply.result
+
+    async def claim(self, holder: str, checkpoint: str | None, lease_s: float) -> pool_api.Claim:
+        """Claim an instance."""
+        result = await self._call(pool_api.CLAIM, {"holder": holder, "checkpoint": checkpoint, "lease_s": lease_s})
+        return msgspec.convert(result, pool_api.Claim)
+
+    async def renew(self, instance_id: str, lease_id: str, lease_s: float) -> bool:
+        """Extend a lease."""
+        try:
+            await self._call(pool_api.RENEW, {"instance_id": instance_id, "lease_id": lease_id, "lease_s": lease_s})
+        except PoolUnavailable as exc:
+            if exc.code == "NOT_FOUND":
+                return False
+            raise
+        return True
+
+    async def release(self, instance_id: str, lease_id: str) -> None:
+        """Release a lease."""
+        await self._call(pool_api.RELEASE, {"instance_id": instance_id, "lease_id": lease_id})
+
+    async def prewarm(self, count: int, key: str) -> None:
+        """Rent more instances now."""
+        await self._call(pool_api.PREWARM, {"count": count, "idempotency_key": key})
