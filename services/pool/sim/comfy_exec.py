@@ -202,11 +202,11 @@ class Executor:
         sigs = self._signatures(prompt, order)
         cached = [nid for nid in prompt if nid in sigs and sigs[nid] in self._cache]
         add_message("execution_cached", {"nodes": cached, "prompt_id": prompt_id}, False)
-        die = self._should_die()
         stepping = [nid for nid in order if nid not in cached and NODES[prompt[nid]["class_type"]].steps]
         runnable = [nid for nid in order if nid not in cached]
         candidates = stepping or runnable
-        die_node = candidates[0] if die and candidates else None
+        # Only a job that runs something can take an armed death; a fully cached one leaves it armed.
+        die_node = candidates[0] if candidates and self._should_die() else None
         values: dict[str, tuple[Any, ...]] = {}
         ui_outputs: dict[str, Any] = {}
         meta: dict[str, Any] = {}
