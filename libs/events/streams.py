@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 from nats.js import JetStreamContext
 from nats.js.api import (
@@ -19,6 +20,18 @@ from . import subjects
 log = logging.getLogger(__name__)
 
 DUPLICATE_WINDOW_S = 120.0
+REPLICAS_ENV = "STOKER_STREAM_REPLICAS"
+
+
+def replicas_from(env: Mapping[str, str]) -> int:
+    """Stream replica count from the environment (1 on one server, 3 on a 3-node JetStream cluster).
+
+    Every service must use the same value: ``ensure_streams`` re-applies the config at each start.
+    """
+    value = int(env.get(REPLICAS_ENV) or "1")
+    if value not in (1, 3, 5):
+        raise ValueError(f"{REPLICAS_ENV} must be 1, 3 or 5, not {value}")
+    return value
 
 
 def event_stream_config(context: str, replicas: int = 1) -> StreamConfig:

@@ -98,7 +98,7 @@ class GenerationService:
 
     async def start(self) -> None:
         """Declare streams and buckets, catch up, then serve and work."""
-        await streams.ensure_streams(self.js)
+        await streams.ensure_streams(self.js, self.config.stream_replicas)
         ensure = getattr(self.objects, "ensure", None)
         if ensure is not None:
             await ensure()

@@ -8,6 +8,8 @@ from collections.abc import Mapping
 
 import msgspec
 
+from libs.events import streams
+
 from .cost import CostModel
 from .follow import FollowSettings
 from .runner import RunnerSettings
@@ -22,6 +24,7 @@ class GenConfig(msgspec.Struct, frozen=True, kw_only=True):
     """Settings of one generation service process (API responder and, by default, a worker)."""
 
     nats_url: str = "nats://127.0.0.1:4222"
+    stream_replicas: int = 1
     pool_id: str = "default"
     concurrency: int = 4
     worker: bool = True
@@ -87,6 +90,7 @@ def gen_config(env: Mapping[str, str]) -> GenConfig:
     concurrency = int(_float(env, "STOKER_GEN_CONCURRENCY", 4, 1))
     return GenConfig(
         nats_url=env.get("NATS_URL") or "nats://127.0.0.1:4222",
+        stream_replicas=streams.replicas_from(env),
         pool_id=env.get("STOKER_POOL_ID") or "default",
         concurrency=concurrency,
         worker=_bool(env, "STOKER_GEN_WORKER", True),

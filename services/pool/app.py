@@ -48,6 +48,7 @@ class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
     rent_grace_s: float = 120.0
     initial_desired_size: int = 0
     replica: str = ""
+    stream_replicas: int = 1
 
 
 def service_config(env: Mapping[str, str]) -> ServiceConfig:
@@ -61,6 +62,7 @@ def service_config(env: Mapping[str, str]) -> ServiceConfig:
         rent_grace_s=float(env.get("STOKER_RENT_GRACE", "120" if provider == "vastai" else "30")),
         initial_desired_size=int(env.get("STOKER_POOL_DESIRED_SIZE", "1" if provider == "sim" else "0")),
         replica=env.get("STOKER_REPLICA", f"{socket.gethostname()}-{os.getpid()}"),
+        stream_replicas=streams.replicas_from(env),
     )
 
 
@@ -95,7 +97,7 @@ class PoolService:
 
     async def start(self) -> None:
         """Catch up, make sure the pool is configured, then serve and reconcile."""
-        await streams.ensure_streams(self.js)
+        await streams.ensure_streams(self.js, self.config.stream_replicas)
         await self.projector.start()
         await self.projector.wait_caught_up(120)
         if not self.view.configured:

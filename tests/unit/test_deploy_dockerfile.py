@@ -104,11 +104,11 @@ def test_build_context_sends_what_copy_needs_and_no_env_file() -> None:
 
 
 def packaged_data_files() -> tuple[set[Path], set[Path]]:
-    """(non-Python files under libs/ and services/, those [tool.setuptools.package-data] installs)."""
+    """(non-Python, non-doc files under libs/ and services/, those [tool.setuptools.package-data] installs)."""
     config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     package_data = config.get("tool", {}).get("setuptools", {}).get("package-data", {})
     data = {p for top in ("libs", "services") for p in (ROOT / top).rglob("*")
-            if p.is_file() and p.suffix not in (".py", ".pyc") and "__pycache__" not in p.parts}
+            if p.is_file() and p.suffix not in (".py", ".pyc", ".md") and "__pycache__" not in p.parts}
     shipped: set[Path] = set()
     for init in [p for top in ("libs", "services") for p in (ROOT / top).rglob("__init__.py")]:
         package = ".".join(init.parent.relative_to(ROOT).parts)
