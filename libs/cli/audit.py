@@ -1,0 +1,3 @@
+"""`stoker audit verify|query`: the audit service's own commands."""
+
+from services.audit.cli import register  # noqa: F401  (libs.cli.main discovers `register`)
