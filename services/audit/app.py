@@ -64,7 +64,7 @@ class AuditService:
         self.nc = await nats.connect(cfg.nats_url, name="stoker-audit", max_reconnect_attempts=-1,
                                      reconnect_time_wait=0.5, error_cb=_quiet)
         self.js = self.nc.jetstream(timeout=10)
-        await streams.ensure_streams(self.js)
+        await streams.ensure_streams(self.js, self.config.stream_replicas)
         self.anchors = Anchors(self.js, cfg.chain)
         state = await self._open_database()
         assert self.pool is not None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from libs.events import subjects
+from libs.events import streams, subjects
 from libs.events.ids import is_subject_token
 from services.audit.chain import Keyring
 
@@ -54,6 +54,7 @@ class AuditConfig:
     prune_interval: float = 3600.0
     app_role: str = APP_ROLE
     secrets: frozenset[str] = field(default=frozenset(), repr=False)
+    stream_replicas: int = 1
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> AuditConfig:
@@ -83,6 +84,7 @@ class AuditConfig:
                 prune_interval=float(env.get("AUDIT_PRUNE_INTERVAL_S") or 3600.0),
                 app_role=env.get("AUDIT_DB_ROLE", APP_ROLE),
                 secrets=frozenset(filter(None, [env.get("STOKER_ADMIN_KEY", "")])),
+                stream_replicas=streams.replicas_from(env),
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):
