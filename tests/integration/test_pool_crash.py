@@ -13,7 +13,8 @@ import msgspec
 
 from libs.events import subjects
 from libs.events.ids import new_id
-from libs.events.projector import Projection, Projector
+from libs.events import Recorded
+from libs.events.replay import replay
 from services.pool import api
 from services.pool.sim.config import SimConfig
 from services.pool.sim.server import start_sim
@@ -104,18 +105,18 @@ async def test_sigkill_during_operations_leaves_nothing_unseen(nc, js, nats_url)
 
         # The service's projection equals a fresh replay of the stream.
         status = (await request(nc, api.STATUS, {}))["result"]
-        fresh = Projector(js, Projection(f"fresh-{pool_id}", subjects.event_stream(subjects.POOL),
-                                         subjects.events_filter(subjects.POOL), PoolView(pool_id=pool_id),
-                                         project, PoolView))
-        await fresh.start()
-        await fresh.wait_caught_up(60)
-        await fresh.wait_for(status["seq"], 30)
-        await fresh.stop(checkpoint=False)
+        # Fold a fresh replay up to exactly the sequence the service's view was at.
+        view = PoolView(pool_id=pool_id)
+        async for rec in replay(js, subjects.event_stream(subjects.POOL), subjects.events_filter(subjects.POOL),
+                                until=status["seq"]):
+            if isinstance(rec, Recorded):
+                view = project(view, rec)
+        assert view.seq == status["seq"]
         seen = {i["id"]: i["state"] for i in status["instances"]}
-        replayed = {i.id: i.phase for i in fresh.view.instances.values()}
+        replayed = {i.id: i.phase for i in view.instances.values()}
         assert seen == replayed
         # Every instance the pool ever rented is known to it, and none bills any more.
-        known = {i.provider_id for i in fresh.view.instances.values() if i.provider_id}
+        known = {i.provider_id for i in view.instances.values() if i.provider_id}
         assert {str(i["id"]) for i in ours} <= known
     finally:
         proc.send_signal(signal.SIGTERM)
