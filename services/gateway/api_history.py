@@ -6,9 +6,11 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from libs.events import subjects
 from services.gateway import history
 from services.gateway import schemas as s
 from services.gateway.errors import ApiError, validation_failed
+from services.gateway.gen_views import generation_of_job
 from services.gateway.resources import CONFIG, JS
 from services.gateway.routing import Call, Operation
 from services.pool.handlers import summary
@@ -39,7 +41,7 @@ def _when(raw: str) -> datetime | None:
 
 
 async def state_at(call: Call) -> Any:
-    """Fold the pool projection over a replay up to an event id (inclusive) or an RFC 3339 time."""
+    """Fold the pool and generation projections over a replay up to an event id (inclusive) or an RFC 3339 time."""
     raw = call.query.at
     when = _when(raw)
     if when is None and not EVENT_ID.match(raw):
@@ -50,12 +52,15 @@ async def state_at(call: Call) -> Any:
     except history.NotInHistory:
         raise ApiError(404, "NOT_FOUND", f"no event {raw} in the event streams") from None
     event = history.item_of(target, target.stream) if target is not None else None
-    return {"at": moment, "seq": seq, "event": event, "pool": summary(view, moment)}
+    in_gen = target is not None and target.stream == subjects.event_stream(subjects.GENERATION)
+    jobs = await history.jobs_at(call.app[JS], moment, last_seq=target.seq if in_gen and target else None)
+    return {"at": moment, "seq": seq, "event": event, "pool": summary(view, moment),
+            "jobs": [generation_of_job(job) for job in jobs]}
 
 
 OPERATIONS = [
     Operation("GET", "/api/v1/events", list_events, "list_events", "Events of one context, filtered and paginated",
               "history", role="admin", query=s.EventsQuery, response=s.EventsPage),
-    Operation("GET", "/api/v1/state", state_at, "state_at", "The pool view as it was after an event or at a time",
+    Operation("GET", "/api/v1/state", state_at, "state_at", "The pool and jobs as after an event or at a time",
               "history", role="admin", query=s.StateQuery, response=s.StateAt, errors=(404,)),
 ]

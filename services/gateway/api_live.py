@@ -1,4 +1,4 @@
-"""Live updates by Server-Sent Events: a snapshot, then every pool change (later, your jobs' progress)."""
+"""Live updates by Server-Sent Events: a snapshot, then every pool change and your jobs' changes and progress."""
 
 from __future__ import annotations
 
@@ -70,5 +70,8 @@ OPERATIONS = [
     Operation("GET", "/api/v1/stream", stream, "stream", "Live updates (Server-Sent Events)", "live",
               media_type="text/event-stream",
               description="Events: `snapshot` (the pool summary), then `pool` (one change: the event and the "
-                          "instance's row); comment lines keep the connection alive. Job progress joins later."),
+                          "instance's row), `job` (one of your generations changed: the event type and the "
+                          "generation as GET /api/v1/generations/{id} shows it) and `progress` (a step of your "
+                          "running generation: kind, node, step of max). Admins get every user's jobs. Comment "
+                          "lines keep the connection alive."),
 ]

@@ -22,18 +22,24 @@ from services.gateway import (
     api_admin,
     api_audit,
     api_auth,
+    api_gallery,
+    api_generations,
     api_history,
     api_live,
     api_meta,
+    api_muses,
     api_pool,
     api_usage,
+    comfy_compat,
     openapi,
     repository,
 )
+from services.gateway import web as web_ui
 from services.gateway.accounts import Accounts
 from services.gateway.audit_reads import AuditAccess
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import error_middleware
+from services.gateway.gen_reads import gen_ctx
 from services.gateway.live import LiveHub
 from services.gateway.metrics import Metrics, metrics_middleware
 from services.gateway.pool_client import PoolClient
@@ -67,7 +73,8 @@ __all__ = ["CONFIG", "NATS", "PG_POOL", "GatewayConfig", "create_app"]
 
 log = logging.getLogger("stoker.gateway")
 MIGRATE_RETRY_MAX_S = 10.0
-API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_admin, api_live)
+API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_admin, api_live,
+               api_generations, api_muses, api_gallery, comfy_compat)
 
 
 async def _quiet(exc: Exception) -> None:
@@ -156,7 +163,7 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[HUB] = LiveHub()
     app[AUDIT] = AuditAccess(config.audit_env)
     app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate))
-    app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx])
+    app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx, gen_ctx])
     app.on_shutdown.append(_close_live)
     operations: list[Operation] = []
     for module in API_MODULES:
@@ -164,7 +171,7 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[OPERATIONS] = operations
     app[OPENAPI_DOC] = openapi.document(operations)
     app.router.add_get("/api/docs.css", api_meta.docs_css)
-    app.router.add_get("/", api_meta.index)
+    web_ui.add_routes(app, env)  # the UI at / and /ui/ (the placeholder page without web/)
     if not config.admin_key:
         log.warning("no STOKER_ADMIN_KEY: the admin role is unreachable")
     return app

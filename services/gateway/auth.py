@@ -22,6 +22,8 @@ Role = Literal["user", "admin"]
 Via = Literal["admin_key", "token", "session"]
 ADMIN_HEADER = "X-Admin-Api-Key"
 SESSION_COOKIE = "stoker_session"
+# ComfyUI clients cannot always set headers (a WebSocket, an <img> of /view): there the token may be ?token=.
+QUERY_TOKEN_PREFIX = "/comfy/"
 ROLES_RANK = {"user": 1, "admin": 2}
 
 
@@ -82,13 +84,16 @@ def _unauthorized(message: str) -> ApiError:
 
 
 def bearer_token(request: web.Request) -> str | None:
-    """The token sent as ``Authorization: Bearer`` or in the session cookie, if any."""
+    """The token sent as ``Authorization: Bearer``, as ``?token=`` (ComfyUI routes only) or in the session
+    cookie, if any."""
     header = request.headers.get("Authorization")
     if header is not None:
         scheme, _, value = header.partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise _unauthorized("use Authorization: Bearer <token>")
         return value.strip()
+    if request.path.startswith(QUERY_TOKEN_PREFIX) and request.query.get("token"):
+        return request.query["token"]
     return request.cookies.get(SESSION_COOKIE) or None
 
 

@@ -11,6 +11,9 @@ from libs.events import Recorded, codec, subjects
 from libs.events.replay import Unreadable, replay
 from services.gateway.pool_reads import GatewayPoolView, project_gateway
 from services.gateway.schemas import EventItem, EventsQuery
+from services.generation.domain import Job
+from services.generation.view import JobsView
+from services.generation.view import project as project_jobs
 from services.pool.view import PoolView
 
 # Time bounds apply to occurred_at; the server can only seek by the time it stored a message. Seek
@@ -149,3 +152,26 @@ async def pool_at(js: JetStreamContext, pool_id: str, *, event_id: str | None = 
                 view = project_gateway(view, rec)
             seq = rec.seq
     return view.pool, seq, target, cutoff
+
+
+RECENT_JOBS = 100
+
+
+async def jobs_at(js: JetStreamContext, cutoff: datetime, *, last_seq: int | None = None) -> list[Job]:
+    """Fold the generation projection up to a generation stream sequence (inclusive) or a time.
+
+    Returns the jobs queued or running at that point and the ``RECENT_JOBS`` most recently
+    requested others, newest first.
+    """
+    view = JobsView()
+    reader = replay(js, subjects.event_stream(subjects.GENERATION), subjects.events_filter(subjects.GENERATION),
+                    until=last_seq if last_seq is not None else shifted(cutoff, STORE_SLACK))
+    async with aclosing(reader):
+        async for rec in reader:
+            if isinstance(rec, Recorded) and (last_seq is not None or rec.envelope.occurred_at <= cutoff):
+                project_jobs(view, rec)
+    newest = sorted(view.job_seq, key=view.job_seq.__getitem__, reverse=True)
+    active = [j for j in newest if not view.jobs[j].terminal]
+    recent = [j for j in newest if view.jobs[j].terminal][:RECENT_JOBS]
+    keep = set(active) | set(recent)
+    return [view.jobs[j] for j in newest if j in keep]

@@ -1,8 +1,8 @@
-"""Live updates: the projector's listener fans pool changes out to Server-Sent Events clients.
+"""Live updates: the projectors' listeners fan pool changes and job progress out to connected clients.
 
 Each client has a bounded queue; a client too slow to keep up is not allowed to grow memory:
-its queue is cleared and it gets a fresh snapshot instead (``resync``). Later, job progress
-is published through the same hub with an owner, so a user only receives their own jobs.
+its queue is cleared and it gets a fresh snapshot instead (``resync``). Job changes and
+progress are published with an owner, so a user only receives their own jobs (admins: all).
 """
 
 from __future__ import annotations
@@ -16,6 +16,9 @@ import msgspec
 
 from libs.events import Recorded, codec
 from libs.events import pool as ev
+from services.gateway.gen_views import generation_of_job
+from services.generation import api as gen_api
+from services.generation.domain import Job
 from services.pool.handlers import summary
 from services.pool.view import PoolView
 
@@ -116,3 +119,20 @@ class LiveHub:
             data["safe_mode"] = view.safe_mode
             data["config"] = msgspec.to_builtins(view.config)
         self.publish(Message("pool", data, rec.seq))
+
+    def on_job_event(self, job: Job, rec: Recorded) -> None:
+        """Generation listener: the job's new state, to its owner (``job`` event)."""
+        if not self.clients:
+            return
+        data = {"seq": rec.seq, "type": type(rec.event).__name__, "job_id": job.id, "status": job.status,
+                "occurred_at": rec.envelope.occurred_at.isoformat(),
+                "generation": codec.to_builtins(generation_of_job(job))}
+        self.publish(Message("job", data, owner=job.user_id))
+
+    def on_progress(self, progress: gen_api.Progress, job: Job) -> None:
+        """Progress listener: one step of a running job, to its owner (``progress`` event)."""
+        if not self.clients:
+            return
+        data = {"job_id": progress.job_id, "seq": progress.seq, "kind": progress.kind, "attempt": progress.attempt,
+                "node": progress.node, "node_type": progress.node_type, "step": progress.step, "max": progress.max}
+        self.publish(Message("progress", data, owner=job.user_id))

@@ -18,6 +18,10 @@ from services.gateway.ratelimit import Limiter
 if TYPE_CHECKING:
     from services.gateway.accounts import Accounts
     from services.gateway.audit_reads import AuditAccess
+    from services.gateway.comfy_proxy import InstanceInfo
+    from services.gateway.comfy_ws import ComfyClients
+    from services.gateway.gen_client import GenClient
+    from services.gateway.gen_reads import GenReads
     from services.gateway.live import LiveHub
     from services.gateway.metrics import Metrics
     from services.gateway.pool_client import PoolClient
@@ -62,3 +66,7 @@ AUDIT: web.AppKey[AuditAccess] = web.AppKey("audit")
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc")
 OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations")
+GEN_CLIENT: web.AppKey[GenClient] = web.AppKey("gen_client")
+GEN_READS: web.AppKey[GenReads] = web.AppKey("gen_reads")
+COMFY_CLIENTS: web.AppKey[ComfyClients] = web.AppKey("comfy_clients")
+COMFY_INFO: web.AppKey[InstanceInfo] = web.AppKey("comfy_info")

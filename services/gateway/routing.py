@@ -66,6 +66,7 @@ class Operation:
     loopback_only: bool = False
     media_type: str = "application/json"
     description: str = ""
+    json_any_content_type: bool = False  # ComfyUI clients post JSON with urllib's default (form) content type
 
     @property
     def path_params(self) -> list[str]:
@@ -125,13 +126,13 @@ def _parse_query(op: Operation, request: web.Request) -> Any:
         raise validation_failed(f"invalid query: {str(exc)[:_MAX_BODY_ERRORS]}") from None
 
 
-async def _parse_body(decoder: msgspec.json.Decoder[Any] | None, request: web.Request) -> Any:
+async def _parse_body(decoder: msgspec.json.Decoder[Any] | None, request: web.Request, any_type: bool) -> Any:
     if decoder is None:
         return None
     data = await request.read()
     if not data.strip():
         data = b"{}"
-    elif request.content_type != "application/json":
+    elif request.content_type != "application/json" and not any_type:
         raise ApiError(415, "UNSUPPORTED_MEDIA_TYPE", "send the body as application/json")
     try:
         return decoder.decode(data)
@@ -213,7 +214,8 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
                 raise ApiError(403, "FORBIDDEN", f"this operation needs the {op.role} role")
         auth.check_cookie_origin(request, app[CONFIG].cors_origins)
         _check_path(op, request)
-        call = Call(request, principal, await _parse_body(decoder, request), _parse_query(op, request), cid)
+        body = await _parse_body(decoder, request, op.json_any_content_type)
+        call = Call(request, principal, body, _parse_query(op, request), cid)
         audited = principal is not None and principal.is_admin and op.method != "GET"
         try:
             result = await op.handler(call)

@@ -104,3 +104,35 @@ async def pool_on_sim(nc: NatsClient, js: JetStreamContext, pool_id: str, *, sim
         await service.stop()
         await provider.aclose()
         await market.close()
+
+
+@contextlib.asynccontextmanager
+async def generation_on(nats_url: str, pool_id: str, **env: str) -> AsyncIterator[Any]:
+    """A generation service bound to ``pool_id``, without a worker unless ``STOKER_GEN_WORKER=1`` is given.
+
+    On exit, jobs requested while it ran and still queued are cancelled (their work-queue messages
+    removed), so a later test's worker never picks them up.
+    """
+    import nats
+
+    from services.generation import api
+    from services.generation.app import GenerationService
+    from services.generation.config import gen_config
+
+    nc = await nats.connect(nats_url)
+    config = gen_config({"NATS_URL": nats_url, "STOKER_POOL_ID": pool_id, "STOKER_GEN_WORKER": "0", **env})
+    service = GenerationService(nc, nc.jetstream(timeout=10), config)
+    since: int | None = None
+    try:
+        await service.start()
+        since = service.view.seq
+        yield service
+    finally:
+        start = since if since is not None else 2**63  # not started: nothing to clean up
+        for job_id, seq in list(service.view.job_seq.items()):
+            job = service.view.jobs.get(job_id)
+            if seq > start and job is not None and job.status == "queued":
+                with contextlib.suppress(Exception):
+                    await service.jobs.cancel(api.CancelRequest(actor="test", user_id=job.user_id, job_id=job_id))
+        await service.stop()
+        await nc.drain()

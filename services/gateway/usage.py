@@ -106,3 +106,60 @@ def report(usage: Usage, since: date, until: date) -> dict[str, object]:
         days.append({"date": day, **out(day_total), "by_state": {s: out(c) for s, c in sorted(cells.items())}})
     return {"since": since, "until": until, "days": days, "total": out(total),
             "by_state": {s: out(c) for s, c in sorted(by_state.items())}}
+
+
+# --- per user: generations charged -------------------------------------------------------------
+
+class UserBucket(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's completed generations in one day: how many, the instance and GPU time they held, the charge."""
+
+    jobs: int = 0
+    instance_s: float = 0.0
+    gpu_s: float = 0.0
+    cost: float = 0.0
+
+    def plus(self, other: UserBucket) -> UserBucket:
+        """The sum of two buckets."""
+        return UserBucket(jobs=self.jobs + other.jobs, instance_s=self.instance_s + other.instance_s,
+                          gpu_s=self.gpu_s + other.gpu_s, cost=self.cost + other.cost)
+
+
+UserDays = dict[str, dict[str, UserBucket]]  # ISO day -> user id -> bucket
+
+
+def add_charge(days: UserDays, user_id: str, at: datetime, seconds: float, amount: float, gpus: int) -> None:
+    """Count one charged generation on the UTC day it was charged (in place: the gateway's generation
+    projection folds every charge once, in stream order)."""
+    day = at.astimezone(UTC).date().isoformat()
+    cells = days.setdefault(day, {})
+    cells[user_id] = cells.get(user_id, UserBucket()).plus(
+        UserBucket(jobs=1, instance_s=seconds, gpu_s=seconds * max(1, gpus), cost=amount))
+
+
+def _hours(b: UserBucket) -> dict[str, float]:
+    return {"instance_hours": round(b.instance_s / 3600, 6), "gpu_hours": round(b.gpu_s / 3600, 6),
+            "cost": round(b.cost, 6)}
+
+
+def by_user(days: UserDays, since: date, until: date) -> dict[str, dict[str, float]] | None:
+    """Each user's totals over ``[since, until]``; None when nobody generated anything then."""
+    totals: dict[str, UserBucket] = {}
+    for day, cells in days.items():
+        if since.isoformat() <= day <= until.isoformat():
+            for user, cell in cells.items():
+                totals[user] = totals.get(user, UserBucket()).plus(cell)
+    return {user: _hours(b) for user, b in sorted(totals.items())} or None
+
+
+def user_report(days: UserDays, user_id: str, since: date, until: date) -> dict[str, object]:
+    """One user's days in ``[since, until]`` and the total (jobs, hours, charged cost)."""
+    out = []
+    total = UserBucket()
+    for day in sorted(days):
+        cell = days[day].get(user_id)
+        if cell is None or not since.isoformat() <= day <= until.isoformat():
+            continue
+        total = total.plus(cell)
+        out.append({"date": day, "jobs": cell.jobs, **_hours(cell)})
+    return {"user_id": user_id, "since": since, "until": until, "days": out,
+            "total": {"jobs": total.jobs, **_hours(total)}}

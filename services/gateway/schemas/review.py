@@ -9,6 +9,7 @@ import msgspec
 from msgspec import Meta
 
 from services.gateway.schemas.base import Checked, Context, EventType, Id, When
+from services.gateway.schemas.generation import Generation
 from services.gateway.schemas.pool import PoolSummary
 
 
@@ -61,12 +62,15 @@ class StateQuery(Checked, kw_only=True, forbid_unknown_fields=True):
 
 
 class StateAt(msgspec.Struct, kw_only=True):
-    """Views as they were right after ``event`` (or at time ``at``)."""
+    """Views as they were right after ``event`` (or at time ``at``); ``jobs``: generations then queued or
+    running, and the most recent others (each as ``GET /api/v1/generations/{id}`` showed it, without
+    waiting reason or progress)."""
 
     at: datetime
     seq: int
     event: EventItem | None = None
     pool: PoolSummary
+    jobs: list[Generation] = []
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -168,7 +172,7 @@ class UsageDay(msgspec.Struct, kw_only=True):
 
 
 class UsageReport(msgspec.Struct, kw_only=True):
-    """GPU hours and cost per day and per state; ``by_user`` arrives with the generation service."""
+    """GPU hours and cost per day and per state; ``by_user``: charged generations per account (null: none)."""
 
     since: date
     until: date

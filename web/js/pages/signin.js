@@ -1,0 +1,59 @@
+// Sign in with an account, or use the admin key (kept for this browser tab only).
+
+import { h, replace, field } from "../dom.js";
+import { signIn, useAdminKey, signedIn } from "../session.js";
+import { pageHeader, clearMessages, busy } from "../ui.js";
+
+function nextPath(params) {
+  const next = params.get("next") || "/";
+  return next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/signin") ? next : "/";
+}
+
+export function render(main, { params, onSessionChange }) {
+  const user = field("Username", { autocomplete: "username", required: true, maxlength: 128, autocapitalize: "none",
+    spellcheck: "false" });
+  const pass = field("Password", { kind: "password", autocomplete: "current-password", required: true, maxlength: 1024 });
+  const submit = h("button", { type: "submit", class: "btn btn-primary" }, "Sign in");
+  const form = h("form", { class: "stack", "aria-label": "Sign in with your account" }, user.wrap, pass.wrap, submit);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ok = await busy(submit, async () => {
+      await signIn(user.input.value.trim(), pass.input.value);
+      return true;
+    }, "Sign in");
+    pass.input.value = "";
+    if (ok) {
+      clearMessages();
+      onSessionChange(nextPath(params));
+    } else {
+      pass.input.focus();
+    }
+  });
+
+  const key = field("Admin key", { kind: "password", autocomplete: "off", required: true, maxlength: 512,
+    hint: "Printed by `stoker up` in dev mode, or STOKER_ADMIN_KEY. Kept in this tab only (sessionStorage) and sent as X-Admin-Api-Key." });
+  const useKey = h("button", { type: "submit", class: "btn" }, "Use admin key");
+  const keyForm = h("form", { class: "stack", "aria-label": "Use the admin key" }, key.wrap, useKey);
+  keyForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const ok = await busy(useKey, async () => {
+      await useAdminKey(key.input.value.trim());
+      return true;
+    }, "Admin key");
+    key.input.value = "";
+    if (ok) {
+      clearMessages();
+      onSessionChange(nextPath(params) === "/" ? "/admin/pool" : nextPath(params));
+    }
+  });
+
+  replace(main,
+    pageHeader("Sign in", signedIn() ? "You are already signed in; signing in again switches account." : "Stoker keeps rented GPUs warm for ComfyUI."),
+    h("div", { class: "grid-2" },
+      h("section", { class: "card", "aria-labelledby": "signin-account" }, h("h2", { id: "signin-account" }, "Account"), form),
+      h("section", { class: "card", "aria-labelledby": "signin-admin" }, h("h2", { id: "signin-admin" }, "Operator"),
+        h("p", { class: "muted" }, "The admin key opens the pool, usage, audit and incident pages."), keyForm)),
+  );
+  user.input.focus();
+  return () => {};
+}
