@@ -1,8 +1,9 @@
 """The whole stack in-process, driven through a real browser: Playwright over Debian's Chromium.
 
 One stack for the session (real NATS and PostgreSQL from tests/conftest.py, the audit service,
-the pool service renting from the marketplace simulator, and the gateway serving ``web/`` on a
-loopback port); a fresh browser context per test. Every page a test visits is screenshotted
+the pool service renting from the marketplace simulator, the generation service with a worker
+that asks the pool for instances as jobs wait, and the gateway serving ``web/`` on a loopback
+port); a fresh browser context per test. Every page a test visits is screenshotted
 into ``test-artifacts/screenshots/``. Without Chromium or the playwright package the browser
 tests skip, saying why.
 """
@@ -33,8 +34,10 @@ from services.gateway.testing import (
     FAST_READINESS,
     FAST_SIM,
     gateway_env,
+    generation_on,
     unique_pool_id,
 )
+from services.generation.testing import FAST_GEN_ENV, MODELS
 from tests.e2e.harness import (
     PLAYWRIGHT_MISSING,
     Session,
@@ -99,7 +102,7 @@ async def _serve(app: web.Application) -> tuple[web.AppRunner, str, str | None]:
 
 @pytest_asyncio.fixture(scope="session")
 async def stack(nats_url: str, database_url: str) -> AsyncIterator[Stack]:
-    """Audit service, pool on the simulator and the gateway serving the UI, for the whole e2e session."""
+    """Audit service, pool on the simulator, generation service and the gateway serving the UI, for the session."""
     from services.pool import api
     from services.pool.app import PoolService, ServiceConfig
     from services.pool.providers.vastai import VastAIProvider
@@ -119,17 +122,20 @@ async def stack(nats_url: str, database_url: str) -> AsyncIterator[Stack]:
     provider = VastAIProvider("sim-key", market.url, retries=8)
     pool = PoolService(nc, nc.jetstream(), provider, config=ServiceConfig(
         pool_id=pool_id, replica="e2e", reconcile_interval_s=0.2, leader_ttl_s=1.5, listing_grace_s=3.0, rent_grace_s=4.0))
-    runner = None
+    # Instances come with a checkpoint (so templates run), ready only once it is there.
+    models = {"template": {"models": list(MODELS)},
+              "readiness": {**FAST_READINESS["readiness"], "required_models": list(MODELS)}}
     try:
-        await pool.start()
-        await pool.commands.configure(api.ConfigureRequest(changes=FAST_READINESS))
-        runner, url, lan_url = await _serve(create_app(env))
-        async with aiohttp.ClientSession() as http:
-            yield Stack(url=url, sim_url=market.url, pool_id=pool_id, http=http, audit=audit, lan_url=lan_url)
+        async with contextlib.AsyncExitStack() as services:  # stops them in reverse order
+            services.push_async_callback(pool.stop)
+            await pool.start()
+            await pool.commands.configure(api.ConfigureRequest(changes=models))
+            await services.enter_async_context(generation_on(nats_url, pool_id, **FAST_GEN_ENV, STOKER_GEN_WORKER="1"))
+            runner, url, lan_url = await _serve(create_app(env))
+            services.push_async_callback(runner.cleanup)
+            async with aiohttp.ClientSession() as http:
+                yield Stack(url=url, sim_url=market.url, pool_id=pool_id, http=http, audit=audit, lan_url=lan_url)
     finally:
-        if runner is not None:
-            await runner.cleanup()
-        await pool.stop()
         await provider.aclose()
         await market.close()
         await nc.close()

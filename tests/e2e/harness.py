@@ -93,3 +93,28 @@ async def sign_in_with_admin_key(s: Session, url: str = "/") -> None:
     await s.page.get_by_role("heading", level=1, name="Pool").wait_for()
     await s.page.locator(".conn").get_by_text("Live").wait_for()
     await s.shot("pool")
+
+
+async def sign_in(s: Session, username: str, password: str, url: str = "/") -> None:
+    """Open the UI and sign in with an account, as a user would."""
+    await s.page.goto(url)
+    await s.page.get_by_label("Username").fill(username)
+    await s.page.get_by_label("Password").fill(password)
+    await s.page.get_by_role("button", name="Sign in", exact=True).click()
+    await s.page.locator("#whoami").get_by_text(username).wait_for()
+
+
+async def user_token(stack: Stack, username: str, password: str) -> dict[str, str]:
+    """A second session of the same account, for reading what the browser did through the API."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http, \
+            http.post(stack.url + "/api/v1/auth/login", json={"username": username, "password": password}) as resp:
+        assert resp.status == 200, await resp.text()
+        return {"Authorization": f"Bearer {(await resp.json())['token']}"}
+
+
+async def as_user(stack: Stack, headers: dict[str, str], method: str, path: str, body: Any = None) -> Any:
+    """Call the API as that user; the decoded JSON (asserting a 2xx answer)."""
+    async with stack.http.request(method, stack.url + path, json=body, headers=headers) as resp:
+        data = await resp.json(content_type=None)
+        assert resp.status < 300, (path, resp.status, data)
+        return data

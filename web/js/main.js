@@ -113,13 +113,19 @@ async function route() {
   if (seq !== renderSeq) return; // the user navigated on meanwhile
   replace(main);
   try {
-    const result = module.render(main, { params, session, navigate, onSessionChange });
+    const result = module.render(main, { params, session, navigate, onSessionChange, canVisit });
     cleanup = typeof result === "function" ? result : null;
   } catch (error) {
     showError(error, entry.label);
   }
   const heading = main.querySelector("h1");
   if (heading && !main.contains(document.activeElement)) heading.focus({ preventScroll: false });
+}
+
+/** Whether the caller may open the page at `path` (it exists, the gateway offers it, the role allows it). */
+function canVisit(path) {
+  const entry = match(path);
+  return Boolean(entry) && available(entry, apiPaths, rights());
 }
 
 /** Pages call this after signing in or out, or changing the admin key. */

@@ -1,16 +1,18 @@
 // Every page of the UI: its hash route, nav entry, who may see it, and its module (loaded on first visit).
 //
 // A page module exports `render(main, ctx)` and may return a cleanup function (stop streams, timers).
-// `ctx` = {params: URLSearchParams, session, navigate(path), onSessionChange(next?)}.
+// `ctx` = {params: URLSearchParams, session, navigate(path), onSessionChange(next?), canVisit(path)}.
 // A page is listed only when it has a module (`load`) and, with `requires`, when the gateway's OpenAPI
-// document has that path. The generation pages (Studio, Gallery, Muses) are declared here without a
-// module: to add one, write pages/<name>.js and give its route `load: () => import("./pages/<name>.js")`.
+// document has that path (the generation pages: when the gateway offers generations).
 
 export const ROUTES = [
   { path: "/", label: "Home", section: "you", access: "signed-in", load: () => import("./pages/home.js") },
-  { path: "/studio", label: "Studio", section: "you", access: "signed-in", requires: "/api/v1/generations", load: null },
-  { path: "/gallery", label: "Gallery", section: "you", access: "signed-in", requires: "/api/v1/gallery", load: null },
-  { path: "/muses", label: "Muses", section: "you", access: "signed-in", requires: "/api/v1/muses", load: null },
+  { path: "/studio", label: "Studio", section: "you", access: "signed-in", requires: "/api/v1/generations",
+    load: () => import("./pages/studio.js") },
+  { path: "/gallery", label: "Gallery", section: "you", access: "signed-in", requires: "/api/v1/gallery",
+    load: () => import("./pages/gallery.js") },
+  { path: "/muses", label: "Muses", section: "you", access: "signed-in", requires: "/api/v1/muses",
+    load: () => import("./pages/muses.js") },
   { path: "/tokens", label: "API tokens", section: "you", access: "signed-in", load: () => import("./pages/tokens.js") },
   { path: "/admin/pool", label: "Pool", section: "admin", access: "admin", load: () => import("./pages/pool.js") },
   { path: "/admin/usage", label: "Usage", section: "admin", access: "admin", load: () => import("./pages/usage.js") },

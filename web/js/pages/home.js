@@ -1,10 +1,13 @@
 // The landing page: where to go from here, by what the caller may do.
 
 import { h, replace } from "../dom.js";
-import { isAdmin, describe } from "../session.js";
+import { session, isAdmin, describe } from "../session.js";
 import { pageHeader } from "../ui.js";
 
 const CARDS = [
+  ["/studio", "Studio", "Write a prompt, see the cost, generate on a warm GPU and watch it live.", false],
+  ["/gallery", "Gallery", "Everything you generated: filter, tag, open full size, download.", false],
+  ["/muses", "Muses", "Saved characters you reuse in the studio: attributes, prompt template, variations.", false],
   ["/tokens", "API tokens", "Create tokens for scripts and integrations; revoke them.", false],
   ["/admin/pool", "Pool", "Live instances, prewarm, terminate, safe mode and the pool's configuration.", true],
   ["/admin/usage", "Usage", "GPU hours and cost per day and per instance state.", true],
@@ -12,10 +15,12 @@ const CARDS = [
   ["/admin/incidents", "Incident review", "Replay an instance's events and see the pool as it was.", true],
   ["/admin/accounts", "Accounts", "Create user and admin accounts.", true],
 ];
+const NEEDS_ACCOUNT = new Set(["/studio", "/gallery", "/muses"]); // generations belong to accounts, not the admin key
 
-export function render(main) {
+export function render(main, { canVisit }) {
   const admin = isAdmin();
-  const cards = CARDS.filter(([, , , needsAdmin]) => admin || !needsAdmin).map(([path, title, text]) =>
+  const cards = CARDS.filter(([path, , , needsAdmin]) => (admin || !needsAdmin) && canVisit(path)
+    && (session.user || !NEEDS_ACCOUNT.has(path))).map(([path, title, text]) =>
     h("li", { class: "card tile" }, h("h2", {}, h("a", { href: `#${path}` }, title)), h("p", { class: "muted" }, text)));
   replace(main,
     pageHeader("Welcome", `Signed in as ${describe()}.`),
