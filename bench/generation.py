@@ -104,7 +104,7 @@ async def main(args: argparse.Namespace) -> None:
 
             async def stoker(prompt: dict[str, Any]) -> tuple[float, float]:
                 t0 = time.perf_counter()
-                reply = msgspec.json.decode((await nc.request(api.SUBMIT, codec.encode(
+                reply = msgspec.json.decode((await nc.request(api.for_pool(api.SUBMIT, st.pool_id), codec.encode(
                     {"actor": "bench", "user_id": user, "workflow": prompt}), timeout=10)).data)
                 job_id = reply["result"]["job_id"]
                 fut = waiting.setdefault(job_id, asyncio.get_running_loop().create_future())

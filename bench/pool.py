@@ -32,7 +32,8 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))] * 1000
 
 
-async def drive(nc, subject: str, total: int, clients: int, release: bool) -> tuple[list[float], int]:
+async def drive(nc, subject: str, total: int, clients: int, release: bool,
+                release_subject: str = "") -> tuple[list[float], int]:
     """Run ``clients`` concurrent loops until ``total`` requests; return latencies and refusals."""
     latencies: list[float] = []
     refused = 0
@@ -52,7 +53,7 @@ async def drive(nc, subject: str, total: int, clients: int, release: bool) -> tu
                 refused += 1
                 continue
             claim = data["result"]
-            await nc.request(api.RELEASE, msgspec.json.encode(
+            await nc.request(release_subject, msgspec.json.encode(
                 {"instance_id": claim["instance_id"], "lease_id": claim["lease_id"]}), timeout=10)
 
     await asyncio.gather(*(client(n) for n in range(clients)))
@@ -102,7 +103,9 @@ async def main(args: argparse.Namespace) -> None:
         await nc.subscribe("bench.echo", cb=echo)
         raw, _ = await drive(nc, "bench.echo", args.claims, args.clients, release=False)
         js_raw = await durable_writes(nc.jetstream(), args.claims * 2, args.clients)
-        claims, refused = await drive(nc, api.CLAIM, args.claims, args.clients, release=True)
+        pool_id = service.config.pool_id
+        claims, refused = await drive(nc, api.for_pool(api.CLAIM, pool_id), args.claims, args.clients, release=True,
+                                      release_subject=api.for_pool(api.RELEASE, pool_id))
         print(f"claim   : p50 {pct(claims, 50):7.2f} ms  p99 {pct(claims, 99):7.2f} ms  "
               f"(mean {statistics.mean(claims) * 1000:.2f} ms, {refused} refused of {len(claims)})")
         print(f"raw rtt : p50 {pct(raw, 50):7.2f} ms  p99 {pct(raw, 99):7.2f} ms  (bare NATS request/reply)")

@@ -29,6 +29,13 @@ def register(subparsers: Any) -> None:
         metavar="NAME[,NAME]",
         help=f"run only these services (default: every one present of {', '.join(SERVICE_ORDER)})",
     )
+    parser.add_argument(
+        "--otel",
+        nargs="?",
+        const="http://127.0.0.1:4318",
+        metavar="ENDPOINT",
+        help="export OpenTelemetry traces over OTLP/HTTP (default endpoint http://127.0.0.1:4318, e.g. Jaeger)",
+    )
     parser.set_defaults(handler=run)
 
 
@@ -42,7 +49,12 @@ def _service_list(raw: str) -> tuple[str, ...]:
 
 def run(args: argparse.Namespace) -> int:
     """Run `stoker up` with the parsed flags."""
+    import os
+
     from libs.stack.up import run as run_up
+
+    if args.otel:  # services inherit the environment: the standard OTEL_* variable is all they need
+        os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = args.otel
 
     options = UpOptions(
         data_dir=args.data_dir,

@@ -14,6 +14,8 @@ from typing import Any
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from libs.observability.tracing import with_trace
+
 from . import codec, subjects
 from .base import Event
 from .envelope import NEW, Aggregate, Envelope, Metadata, Position, Recorded
@@ -81,6 +83,7 @@ class EventStore:
         """
         if not events:
             return []
+        meta = with_trace(meta)  # events written inside a span carry its trace (unless meta names one)
         subject = subjects.aggregate_subject(aggregate)
         stream = subjects.event_stream(aggregate.context)
         ids = list(event_ids) if event_ids is not None else [new_id() for _ in events]
@@ -90,7 +93,7 @@ class EventStore:
         envs = [self.envelope(aggregate, e, version + i + 1, meta, ids[i]) for i, e in enumerate(events)]
         payloads = [codec.encode(env) for env in envs]
         try:
-            ack_seq = await self._publish(subject, stream, envs, payloads, last_seq, meta.traceparent)
+            ack_seq = await self._publish(subject, stream, envs, payloads, last_seq, meta)
         except APIError as exc:
             if exc.err_code not in CONFLICT_CODES | {DUPLICATE_IN_BATCH}:
                 raise
@@ -102,14 +105,16 @@ class EventStore:
         return [Recorded(stream, subject, first + i, env) for i, env in enumerate(envs)]
 
     async def _publish(self, subject: str, stream: str, envs: list[Envelope[Any]], payloads: list[bytes],
-                       last_seq: int, traceparent: str | None) -> int:
+                       last_seq: int, meta: Metadata) -> int:
         """Publish one event, or several as an atomic batch; return the last stored sequence."""
         def headers(env: Envelope[Any], first: bool) -> dict[str, str]:
             hdrs = {"Nats-Msg-Id": env.id}
             if first:
                 hdrs["Nats-Expected-Last-Subject-Sequence"] = str(last_seq)
-            if traceparent:
-                hdrs["traceparent"] = traceparent
+            if meta.traceparent:
+                hdrs["traceparent"] = meta.traceparent
+                if meta.tracestate:
+                    hdrs["tracestate"] = meta.tracestate
             return hdrs
 
         if len(envs) == 1:

@@ -55,7 +55,7 @@ def jobs_stream_config(replicas: int = 1) -> StreamConfig:
     """The generation work queue: each job message is consumed by one worker."""
     return StreamConfig(
         name=subjects.JOBS_STREAM,
-        subjects=[subjects.JOBS_SUBJECT],
+        subjects=[f"{subjects.JOBS_SUBJECT}.>"],
         retention=RetentionPolicy.WORK_QUEUE,
         storage=StorageType.FILE,
         duplicate_window=DUPLICATE_WINDOW_S,

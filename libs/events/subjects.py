@@ -26,8 +26,8 @@ EVENT_STREAMS = {
 
 # Work queue for generation jobs (several workers share it).
 JOBS_STREAM = "JOBS"
-JOBS_SUBJECT = "jobs.gen"
-JOBS_DURABLE = "gen-workers"
+JOBS_SUBJECT = "jobs.gen"  # + ".<pool id>": each pool's workers share only that pool's jobs
+JOBS_DURABLE = "gen-workers"  # + "-<pool id>"
 
 # Messages a consumer could not process, kept for inspection.
 QUARANTINE_STREAM = "QUARANTINE"
@@ -45,6 +45,27 @@ GEN_SECRETS_BUCKET = "stoker-gen-secrets"  # the generation service's webhook si
 # Command subjects (request/reply).
 CMD_POOL = "cmd.pool"
 CMD_GENERATION = "cmd.gen"
+
+
+def scoped(command_subject: str, scope: str) -> str:
+    """A command subject for one pool: ``cmd.pool.claim`` -> ``cmd.pool.<scope>.claim``.
+
+    Services subscribe only to their own pool's commands, so several pools (or tests) can share a NATS.
+    """
+    if not is_subject_token(scope):
+        raise ValueError(f"not usable in a subject: {scope!r}")
+    prefix, verb = command_subject.rsplit(".", 1)
+    return f"{prefix}.{scope}.{verb}"
+
+
+def jobs_subject(scope: str) -> str:
+    """The work-queue subject of one pool's generation jobs."""
+    return f"{JOBS_SUBJECT}.{scope}"
+
+
+def jobs_durable(scope: str) -> str:
+    """The durable consumer one pool's generation workers share."""
+    return f"{JOBS_DURABLE}-{scope}"
 
 
 def events_filter(context: str) -> str:

@@ -9,6 +9,7 @@ import signal
 import sys
 from collections.abc import Mapping
 
+from libs.observability import logs, metrics, tracing
 from services.audit.app import AuditService
 from services.audit.config import AuditConfig, ConfigError
 
@@ -23,21 +24,27 @@ async def serve(env: Mapping[str, str]) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await service.start()
+    exposition = await metrics.serve_from_env(service.metrics.registry, env)
     try:
         await stop.wait()
         log.info("audit shutting down")
     finally:
+        if exposition is not None:
+            await exposition.cleanup()
         await service.stop()
 
 
 def main() -> None:
     """Entry point for `python -m services.audit`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup_logging("audit", os.environ)  # JSON lines with trace ids, keys of the environment masked
+    tracing.setup_tracing("audit", os.environ)
     try:
         asyncio.run(serve(os.environ))
     except ConfigError as exc:
         log.error("%s", exc)
         sys.exit(2)
+    finally:
+        tracing.shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from services.audit.anchor import Anchors, anchor_event, origin_checkpoint, prun
 from services.audit.config import AuditConfig, ConfigError
 from services.audit.consumer import StreamFeed
 from services.audit.domain import Fact, anchor_due
+from services.audit.metrics import AuditMetrics
 from services.audit.writer import DB_ERRORS, Writer
 
 log = logging.getLogger("stoker.audit")
@@ -55,6 +56,8 @@ class AuditService:
         self._anchored_seq = 0
         self._anchor_wake = asyncio.Event()
         self._stopped = False
+        self.metrics = AuditMetrics()
+        self.metrics.watch(lambda: self.writer, self.lag)
 
     # -- start ----------------------------------------------------------------------------------------
 
@@ -70,7 +73,8 @@ class AuditService:
         assert self.pool is not None
         self.writer = Writer(self.pool, cfg.keyring, secrets=cfg.secrets,
                              quarantine=Quarantine(self.js, cfg.durable), clock=self._clock,
-                             max_records=max(cfg.batch * 4, 1000), on_commit=self._committed)
+                             max_records=max(cfg.batch * 4, 1000), on_commit=self._committed,
+                             on_write=self.metrics.written)
         self.writer.load(state)
         self._anchored_seq = state.head.seq
         self._writer_task = asyncio.create_task(self.writer.run(), name="audit-writer")

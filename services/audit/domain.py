@@ -58,6 +58,8 @@ class Fact(NamedTuple):
     payload: str
     error: codec.DecodeError | None = None
     data: bytes = b""  # the raw message, kept only for unreadable ones (to quarantine)
+    traceparent: str | None = None  # the event's trace context (for the write's span, not recorded)
+    tracestate: str | None = None
 
 
 class Head(NamedTuple):
@@ -99,7 +101,7 @@ def describe(msg: Message, secrets: frozenset[str] = frozenset()) -> Fact:
     event_id = _text(env.id) or f"noid:{msg.stream}:{msg.seq}"
     return Fact(event_id, msg.stream, msg.seq, msg.subject, EVENT, type(env.event).__name__,
                 _text(env.aggregate_type), _text(env.aggregate_id), _text(audit_actor(env.actor, secrets)),
-                _aware(env.occurred_at), payload)
+                _aware(env.occurred_at), payload, traceparent=env.traceparent, tracestate=env.tracestate)
 
 
 def unreadable(msg: Message, exc: codec.DecodeError) -> Fact:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import NamedTuple
@@ -24,6 +25,7 @@ from services.audit import repository
 from services.audit.chain import Keyring
 from services.audit.domain import GENESIS, Fact, Head, Message, Row, advance, build, describe, duplicate
 from services.audit.repository import HeadMoved
+from services.audit.spans import write_spans
 
 log = logging.getLogger("stoker.audit")
 
@@ -59,7 +61,8 @@ class Writer:
 
     def __init__(self, pool: asyncpg.Pool, keyring: Keyring, *, secrets: frozenset[str] = frozenset(),
                  quarantine: Quarantine | None = None, clock: Callable[[], datetime] = utc_now,
-                 max_records: int = 5000, on_commit: Callable[[list[Fact]], None] | None = None) -> None:
+                 max_records: int = 5000, on_commit: Callable[[list[Fact]], None] | None = None,
+                 on_write: Callable[[float, int], None] | None = None) -> None:
         self._pool = pool
         self._keyring = keyring
         self._secrets = secrets
@@ -67,6 +70,7 @@ class Writer:
         self._clock = clock
         self._max = max_records
         self._on_commit = on_commit
+        self._on_write = on_write  # metrics: seconds and records of each committed batch
         self._queue: asyncio.Queue[Submitted | None] = asyncio.Queue()
         self.head: Head = GENESIS  # committed
         self.cursors: dict[str, int] = {}  # committed
@@ -175,8 +179,10 @@ class Writer:
 
     async def _commit_loop(self, prepared: asyncio.Queue[Prepared | None]) -> None:
         while (p := await prepared.get()) is not None:
+            started = time.perf_counter()
             try:
-                written = await self._commit(p)
+                with write_spans(p.todo):
+                    written = await self._commit(p)
             except asyncio.CancelledError:
                 for item in p.items:
                     if not item.done.done():
@@ -185,6 +191,8 @@ class Writer:
             for item in p.items:
                 if not item.done.done():
                     item.done.set_result(None)
+            if self._on_write is not None:
+                self._on_write(time.perf_counter() - started, len(written))
             await self._after_commit(written)
 
     async def _commit(self, p: Prepared) -> list[Fact]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 
 from aiohttp import web
 
+from libs.observability import logs, tracing
 from services.gateway.app import CONFIG, create_app
 from services.gateway.config import ConfigError, GatewayConfig
 
@@ -41,12 +42,15 @@ async def serve(env: Mapping[str, str]) -> None:
 
 def main() -> None:
     """Entry point for `python -m services.gateway`."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup_logging("gateway", os.environ)
+    tracing.setup_tracing("gateway", os.environ)
     try:
         asyncio.run(serve(os.environ))
     except ConfigError as exc:
         log.error("%s", exc)
         raise SystemExit(2) from None
+    finally:
+        tracing.shutdown_tracing()
 
 
 if __name__ == "__main__":

@@ -92,8 +92,7 @@ class Accounts:
                 digest=passwords.token_digest(token), fingerprint=passwords.token_fingerprint(token), now=now,
                 expires_at=now + self.session_ttl)
             await self.recorder.record(user_aggregate(user_id), [acct.LoginSucceeded(ip=ip)],
-                                       Metadata(actor=f"user:{user_id}", correlation_id=meta.correlation_id,
-                                                traceparent=meta.traceparent))
+                                       Metadata(actor=f"user:{user_id}", correlation_id=meta.correlation_id))
         return token, user_json(row), session
 
     async def _login_failed(self, username: str, row: Any, ip: str, meta: Metadata) -> None:

@@ -18,6 +18,7 @@ from aiohttp import web
 
 from libs.events import streams
 from libs.events.store import EventStore, utc_now
+from libs.observability.web import trace_middleware
 from services.gateway import (
     api_admin,
     api_audit,
@@ -72,6 +73,11 @@ from services.gateway.security import security_middleware
 __all__ = ["CONFIG", "NATS", "PG_POOL", "GatewayConfig", "create_app"]
 
 log = logging.getLogger("stoker.gateway")
+
+
+def _is_websocket(request: web.Request) -> bool:
+    """Long-lived WebSockets get no request span (it would last as long as the socket)."""
+    return request.headers.get("Upgrade", "").lower() == "websocket"
 MIGRATE_RETRY_MAX_S = 10.0
 API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_admin, api_live,
                api_generations, api_muses, api_gallery, comfy_compat)
@@ -91,7 +97,7 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     app[JS] = js
     await streams.ensure_streams(js)
     app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]))
-    app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s)
+    app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s, pool_id=cfg.pool_id)
     yield
     try:
         await asyncio.wait_for(nc.drain(), 5)
@@ -155,7 +161,8 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     """Build the gateway app from a configuration mapping."""
     config = GatewayConfig.from_mapping(env)
     metrics_registry = Metrics()
-    app = web.Application(middlewares=[security_middleware(config.cors_origins), metrics_middleware(metrics_registry),
+    app = web.Application(middlewares=[trace_middleware("gateway", skip=_is_websocket),
+                                       security_middleware(config.cors_origins), metrics_middleware(metrics_registry),
                                        error_middleware], client_max_size=1024 * 1024)
     app[CONFIG] = config
     app[CLOCK] = clock

@@ -10,6 +10,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from libs.events import codec
+from libs.observability import tracing
 from services.gateway.errors import ApiError
 from services.generation import api
 
@@ -33,14 +34,17 @@ def _unavailable(message: str) -> ApiError:
 class GenClient:
     """The generation service's command API (``cmd.gen.<verb>``) as seen from the gateway."""
 
-    def __init__(self, nc: NatsClient, *, timeout: float = 10.0) -> None:
+    def __init__(self, nc: NatsClient, *, timeout: float = 10.0, pool_id: str = "default") -> None:
         self._nc = nc
         self._timeout = timeout
+        self._pool_id = pool_id
 
     async def send(self, subject: str, request: api.Request, timeout: float | None = None) -> Any:
         """Send one request; its result (builtins), or ApiError with the service's code mapped to a status."""
+        subject = api.for_pool(subject, self._pool_id)
         try:
-            msg = await self._nc.request(subject, codec.encode(request), timeout=timeout or self._timeout)
+            msg = await self._nc.request(subject, codec.encode(request), timeout=timeout or self._timeout,
+                                         headers=tracing.inject())
         except nats.errors.NoRespondersError:
             raise _unavailable("the generation service is not running") from None
         except (nats.errors.TimeoutError, TimeoutError):

@@ -206,7 +206,7 @@ async def gen_ctx(app: web.Application) -> AsyncIterator[None]:
     reads.listen(app[HUB].on_job_event)
     reads.listen_progress(app[HUB].on_progress)
     app[GEN_READS] = reads
-    app[GEN_CLIENT] = GenClient(app[NATS], timeout=app[CONFIG].pool_timeout_s)
+    app[GEN_CLIENT] = GenClient(app[NATS], timeout=app[CONFIG].pool_timeout_s, pool_id=app[CONFIG].pool_id)
     app[COMFY_CLIENTS] = ComfyClients()
     app[COMFY_INFO] = InstanceInfo(lambda: app[POOL_READS].view)
     await reads.start()

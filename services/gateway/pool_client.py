@@ -10,6 +10,7 @@ import nats.errors
 from nats.aio.client import Client as NatsClient
 
 from libs.events import codec
+from libs.observability import tracing
 from services.gateway.errors import ApiError
 from services.pool import api
 
@@ -31,14 +32,17 @@ _reply_decoder = msgspec.json.Decoder(api.Reply)
 class PoolClient:
     """The pool's command API as seen from the gateway."""
 
-    def __init__(self, nc: NatsClient, *, timeout: float = 10.0) -> None:
+    def __init__(self, nc: NatsClient, *, timeout: float = 10.0, pool_id: str = "default") -> None:
         self._nc = nc
         self._timeout = timeout
+        self._pool_id = pool_id
 
     async def send(self, subject: str, request: api.Request, timeout: float | None = None) -> Any:
         """Send one command; its result, or ApiError with the pool's code mapped to an HTTP status."""
+        subject = api.for_pool(subject, self._pool_id)
         try:
-            msg = await self._nc.request(subject, codec.encode(request), timeout=timeout or self._timeout)
+            msg = await self._nc.request(subject, codec.encode(request), timeout=timeout or self._timeout,
+                                         headers=tracing.inject())
         except nats.errors.NoRespondersError:
             raise ApiError(503, "POOL_UNAVAILABLE", "the pool service is not running",
                            headers={"Retry-After": "5"}) from None

@@ -102,8 +102,8 @@ class Call:
     def meta(self) -> Metadata:
         """Envelope metadata for events this request causes."""
         actor = self.principal.actor if self.principal else "anonymous"
-        return Metadata(actor=actor, correlation_id=self.correlation_id,
-                        traceparent=self.request.headers.get("traceparent"))
+        # The trace context comes from the request's server span (EventStore.append reads it).
+        return Metadata(actor=actor, correlation_id=self.correlation_id)
 
 
 def json_response(value: Any, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:

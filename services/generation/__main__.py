@@ -21,6 +21,9 @@ Environment (all optional):
 | STOKER_WEBHOOK_ATTEMPTS / _BACKOFF / _BACKOFF_MAX / _TIMEOUT | 8 / 2 / 3600 / 10 | delivery policy |
 | STOKER_WEBHOOK_ALLOW_PRIVATE | STOKER_DEV | allow webhooks to loopback/private addresses |
 | STOKER_LOG_LEVEL | INFO | logging level |
+| STOKER_LOG_FORMAT | json (text with STOKER_DEV) | log lines as JSON objects or plain text |
+| STOKER_METRICS_PORT | off | serve Prometheus ``/metrics`` on this port (``STOKER_METRICS_HOST``, 0.0.0.0) |
+| OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_TRACES_EXPORTER... | off | export traces with OTLP/HTTP |
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import logging
 import os
 import signal
 import sys
+
+from libs.observability import logs, tracing
 
 from .app import run
 from .config import ConfigError
@@ -45,11 +50,12 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("STOKER_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    logs.setup_logging("generation", os.environ)  # JSON lines with trace ids, secrets of the environment masked
+    tracing.setup_tracing("generation", os.environ)
     try:
         asyncio.run(main())
     except ConfigError as exc:
-        print(f"generation: {exc}", file=sys.stderr)
+        logging.getLogger("stoker.generation").error("generation: %s", exc)
         sys.exit(2)
+    finally:
+        tracing.shutdown_tracing()

@@ -39,6 +39,7 @@ from libs.events import subjects
 from libs.events.generation import MuseSpec, MuseVariation, Output
 
 QUEUE_GROUP = "gen"
+for_pool = subjects.scoped  # ``cmd.gen.submit`` -> ``cmd.gen.<pool id>.submit``: each pool's service only
 
 
 def _cmd(verb: str) -> str:

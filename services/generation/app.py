@@ -17,11 +17,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events import ConcurrencyError, Recorded, codec, streams, subjects
 from libs.events import generation as ev
 from libs.events.projector import Projection, Projector
 from libs.events.store import EventStore, utc_now
+from libs.observability import metrics, tracing
 from services.pool.view import PoolView
 from services.pool.view import project as project_pool
 
@@ -31,6 +33,7 @@ from .commands import JobCommands
 from .config import GenConfig, gen_config
 from .domain import DomainError
 from .library import LibraryCommands
+from .metrics import GenMetrics
 from .outputs import JetStreamObjects, Objects
 from .pool_client import NatsPool
 from .runner import Deps, JobRunner, Signal
@@ -65,20 +68,23 @@ class GenerationService:
         self.progress: dict[str, api.Progress] = {}
         self.pool_changed = Signal()
         self._master = b""
-        deps = Deps(store=self.store, pool=NatsPool(nc, actor=f"gen:{config.replica}"), hosts=self.hosts,
+        self.metrics = GenMetrics()
+        deps = Deps(store=self.store, pool=NatsPool(nc, actor=f"gen:{config.replica}", pool_id=config.pool_id), hosts=self.hosts,
                     objects=self.objects, publish=nc.publish, pool_view=self.pool_view,
                     waiting_jobs=lambda: len(self.projector.view.queued),
-                    enqueue_webhook=lambda job_id: queue.enqueue_webhook(js, job_id), clock=clock,
-                    pool_changed=self.pool_changed)
+                    enqueue_webhook=lambda job_id: queue.enqueue_webhook(js, job_id, config.pool_id), clock=clock,
+                    pool_changed=self.pool_changed, metrics=self.metrics)
         self.runner = JobRunner(deps, config.runner)
         self.webhooks = WebhookDelivery(self.runner, self.sender, self.secret_for, config.webhooks, clock)
         self.jobs = JobCommands(runner=self.runner, projector=self.projector, pool_view=self.pool_view,
-                                config=config, enqueue=lambda job_id, ckpt: queue.enqueue_job(js, job_id, ckpt),
+                                config=config, enqueue=lambda job_id, ckpt: queue.enqueue_job(js, job_id, ckpt, config.pool_id),
                                 unqueue=self._unqueue, progress=self.progress, secret_for=self.secret_for,
                                 clock=clock)
         self.library = LibraryCommands(self.jobs, self.objects)
         self.worker = Worker(js, self.runner, self.webhooks, concurrency=config.concurrency,
-                             ack_wait=config.ack_wait_s, drain_s=config.drain_s) if config.worker else None
+                             ack_wait=config.ack_wait_s, drain_s=config.drain_s, scope=config.pool_id) if config.worker else None
+        worker = self.worker
+        self.metrics.watch(lambda: self.projector.view, lambda: worker.busy if worker is not None else 0)
         self._subs: list[Any] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -111,8 +117,9 @@ class GenerationService:
         await self.pool_projector.wait_caught_up(120)
         self._subs.append(await self.nc.subscribe("progress.gen.*", cb=self._on_progress))
         for subject, (type_, handler) in self._routes().items():
-            self._subs.append(await self.nc.subscribe(subject, queue=api.QUEUE_GROUP,
-                                                      cb=self._responder(type_, handler)))
+            self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),
+                                                      queue=api.QUEUE_GROUP,
+                                                      cb=self._responder(type_, handler, subject)))
         if self.worker is not None:
             await self.worker.start()
         self._tasks.append(asyncio.create_task(self._sweep_loop(), name="gen-sweep"))
@@ -135,7 +142,7 @@ class GenerationService:
             api.GALLERY_DELETE: (api.GalleryDeleteRequest, lib.gallery_delete),
         }
 
-    def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]]
+    def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]], command: str
                    ) -> Callable[[Msg], Awaitable[None]]:
         decoder = msgspec.json.Decoder(type_)
 
@@ -145,6 +152,21 @@ class GenerationService:
             task.add_done_callback(self._inflight.discard)
 
         async def respond(msg: Msg) -> None:
+            # Continue the caller's trace (the gateway's request): its context is in the headers.
+            # Spans are named by the command, not the per-pool subject: few, stable names.
+            with tracing.continued("generation", command, headers=msg.headers, kind=SpanKind.SERVER,
+                                   attributes={"messaging.system": "nats",
+                                               "messaging.destination.name": msg.subject}) as span:
+                reply = await answer(msg)
+                if reply.error is not None:
+                    span.set_attribute("stoker.error.code", reply.error.code)
+                    if reply.error.code in ("INTERNAL", "UNAVAILABLE"):
+                        span.set_status(StatusCode.ERROR, reply.error.message)
+                if msg.reply:
+                    with contextlib.suppress(Exception):
+                        await msg.respond(codec.encode(reply))
+
+        async def answer(msg: Msg) -> api.Reply:
             try:
                 req = decoder.decode(msg.data or b"{}")
                 reply = api.Reply(ok=True, result=await handler(req))
@@ -161,9 +183,7 @@ class GenerationService:
             except Exception:  # never leak internals to the caller
                 log.exception("command %s failed", msg.subject)
                 reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
-            if msg.reply:
-                with contextlib.suppress(Exception):
-                    await msg.respond(codec.encode(reply))
+            return reply
 
         return dispatch
 
@@ -273,10 +293,13 @@ async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
         return
     service = GenerationService(nc, nc.jetstream(timeout=10), config)
     await service.start()
+    exposition = await metrics.serve_from_env(service.metrics.registry, env)
     log.info("generation service %s up (pool %s, worker %s, concurrency %d)", config.replica, config.pool_id,
              "on" if config.worker else "off", config.concurrency)
     await stop.wait()
     log.info("generation service %s stopping", config.replica)
+    if exposition is not None:
+        await exposition.cleanup()
     await service.stop()
     with contextlib.suppress(Exception):
         await asyncio.wait_for(nc.drain(), 10)

@@ -12,10 +12,17 @@ from typing import Any, Protocol
 
 import aiohttp
 import httpx
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events import codec
+from libs.observability import tracing
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
+
+
+def route_of(path: str) -> str:
+    """A path as a low-cardinality span name (``/history/{prompt_id}``)."""
+    return "/history/{prompt_id}" if path.startswith("/history/") else path.split("?", 1)[0]
 
 
 class ComfyError(Exception):
@@ -155,14 +162,24 @@ class HttpComfyHost:
         self.base_url = base_url.rstrip("/")
         self._http, self._ws = http, ws
 
+    def _span_attributes(self, method: str, route: str) -> dict[str, Any]:
+        return {"http.request.method": method, "url.template": route,
+                "server.address": httpx.URL(self.base_url).host, "server.port": httpx.URL(self.base_url).port or 80}
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            resp = await self._http.request(method, self.base_url + path, **kwargs)
-        except (httpx.TransportError, httpx.TimeoutException) as exc:
-            raise HostUnreachable(f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
-        if resp.status_code in RETRYABLE_STATUS:
-            raise HostUnreachable(f"{method} {path}: HTTP {resp.status_code}")
-        return resp
+        route = route_of(path)
+        with tracing.span("generation", f"ComfyUI {method} {route}", kind=SpanKind.CLIENT,
+                          attributes=self._span_attributes(method, route)) as span:
+            try:
+                resp = await self._http.request(method, self.base_url + path, **kwargs)
+            except (httpx.TransportError, httpx.TimeoutException) as exc:
+                raise HostUnreachable(f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
+            span.set_attribute("http.response.status_code", resp.status_code)
+            if resp.status_code >= 400:
+                span.set_status(StatusCode.ERROR, f"HTTP {resp.status_code}")
+            if resp.status_code in RETRYABLE_STATUS:
+                raise HostUnreachable(f"{method} {path}: HTTP {resp.status_code}")
+            return resp
 
     async def _json(self, method: str, path: str, **kwargs: Any) -> Any:
         resp = await self._request(method, path, **kwargs)
@@ -175,10 +192,12 @@ class HttpComfyHost:
 
     async def connect(self, client_id: str) -> Socket:
         url = self.base_url.replace("http", "ws", 1) + f"/ws?clientId={client_id}"
-        try:
-            ws = await self._ws.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=20.0)
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise HostUnreachable(f"websocket: {type(exc).__name__} {exc}".strip()) from None
+        with tracing.span("generation", "ComfyUI GET /ws", kind=SpanKind.CLIENT,
+                          attributes=self._span_attributes("GET", "/ws")):
+            try:
+                ws = await self._ws.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=20.0)
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+                raise HostUnreachable(f"websocket: {type(exc).__name__} {exc}".strip()) from None
         return _WsSocket(ws)
 
     async def post_prompt(self, prompt: dict[str, Any], *, prompt_id: str, client_id: str) -> dict[str, Any]:

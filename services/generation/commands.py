@@ -14,10 +14,13 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any, NamedTuple
 
+from opentelemetry import trace
+
 from libs.events import NEW, ConcurrencyError, Metadata
 from libs.events import generation as ev
 from libs.events.ids import is_subject_token, new_id
 from libs.events.projector import Projector
+from libs.observability import tracing
 from services.pool.view import PoolView
 
 from . import api, templates
@@ -171,6 +174,7 @@ class JobCommands:
         """Queue a job (or return the job of a repeated idempotency key)."""
         check_user(req.user_id)
         job_id = job_id_for(req.user_id, req.idempotency_key) if req.idempotency_key else new_id()
+        trace.get_current_span().set_attribute("stoker.job_id", job_id)
         if req.idempotency_key:
             existing = await self.runner.load(job_id)
             if existing.status != "new":
@@ -268,10 +272,14 @@ class JobCommands:
                 continue
             if (now - job.requested_at).total_seconds() < older_than_s:
                 continue
-            fresh = await self.runner.load(job_id)
-            if fresh.queued_seq or fresh.terminal:
+            history = await self.runner.deps.store.load(job_aggregate(job_id))
+            fresh = d.fold(job_id, history)
+            if fresh.queued_seq or fresh.terminal or not history:
                 continue
-            seq = await self.enqueue(job_id, fresh.request.checkpoint if fresh.request else None)
-            await self.runner.decide(fresh, d.MarkQueued(seq=seq))
+            first = history[0].envelope  # queue it in the trace of the request that asked for it
+            with tracing.continued("generation", "gen.requeue", traceparent=first.traceparent,
+                                   tracestate=first.tracestate, kind=trace.SpanKind.INTERNAL):
+                seq = await self.enqueue(job_id, fresh.request.checkpoint if fresh.request else None)
+                await self.runner.decide(fresh, d.MarkQueued(seq=seq))
             count += 1
         return count

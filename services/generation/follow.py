@@ -245,6 +245,8 @@ class Follower:
                     return await self._finished()
                 return None
             await self.on_message("executing", data)
+        elif kind == "executed":
+            await self.on_message("executed", data)  # a node produced output (node spans end here)
         elif kind == "execution_success":
             return await self._finished()
         elif kind == "execution_error":

@@ -19,8 +19,10 @@ from nats.js.errors import (
     ObjectNotFoundError,
 )
 from nats.js.object_store import ObjectStore
+from opentelemetry.trace import SpanKind
 
 from libs.events import subjects
+from libs.observability import tracing
 
 from .templates import user_prefix
 
@@ -100,7 +102,10 @@ class JetStreamObjects:
     async def put(self, name: str, data: bytes, content_type: str) -> Stored:
         """Store one object; its content type goes in the object's headers."""
         store = await self._os()
-        await store.put(name, data, meta=ObjectMeta(name=name, headers={"Content-Type": [content_type]}))
+        with tracing.span("generation", "object_store put", kind=SpanKind.CLIENT,
+                          attributes={"messaging.system": "nats", "stoker.bucket": self._bucket,
+                                      "stoker.object.size": len(data), "stoker.object.content_type": content_type}):
+            await store.put(name, data, meta=ObjectMeta(name=name, headers={"Content-Type": [content_type]}))
         return digest(data)
 
     async def get(self, name: str) -> bytes | None:

@@ -7,8 +7,10 @@ from typing import Any, Protocol
 import msgspec
 from nats.aio.client import Client
 from nats.errors import Error as NatsError
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events import codec
+from libs.observability import tracing
 from services.pool import api as pool_api
 
 
@@ -46,19 +48,25 @@ _claim_reply = msgspec.json.Decoder(pool_api.Reply)
 class NatsPool:
     """The pool's command API over NATS request/reply."""
 
-    def __init__(self, nc: Client, *, actor: str = "gen", timeout: float = 5.0) -> None:
-        self._nc, self._actor, self._timeout = nc, actor, timeout
+    def __init__(self, nc: Client, *, actor: str = "gen", timeout: float = 5.0, pool_id: str = "default") -> None:
+        self._nc, self._actor, self._timeout, self._pool_id = nc, actor, timeout, pool_id
 
     async def _call(self, subject: str, body: dict[str, Any]) -> Any:
-        try:
-            msg = await self._nc.request(subject, codec.encode({"actor": self._actor, **body}), timeout=self._timeout)
-        except (NatsError, TimeoutError) as exc:
-            raise PoolUnavailable(f"the pool did not answer {subject}: {type(exc).__name__}") from None
-        reply = _claim_reply.decode(msg.data)
-        if not reply.ok:
-            err = reply.error or pool_api.Error(code="UNAVAILABLE", message="refused")
-            raise PoolUnavailable(err.message, err.code)
-        return reply.result
+        target = pool_api.for_pool(subject, self._pool_id)
+        with tracing.span("generation", subject, kind=SpanKind.CLIENT,
+                          attributes={"messaging.system": "nats", "messaging.destination.name": subject}) as span:
+            try:
+                msg = await self._nc.request(target, codec.encode({"actor": self._actor, **body}),
+                                             timeout=self._timeout, headers=tracing.inject())
+            except (NatsError, TimeoutError) as exc:
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+                raise PoolUnavailable(f"the pool did not answer {subject}: {type(exc).__name__}") from None
+            reply = _claim_reply.decode(msg.data)
+            if not reply.ok:
+                err = reply.error or pool_api.Error(code="UNAVAILABLE", message="refused")
+                span.set_attribute("stoker.error.code", err.code)
+                raise PoolUnavailable(err.message, err.code)
+            return reply.result
 
     async def claim(self, holder: str, checkpoint: str | None, lease_s: float) -> pool_api.Claim:
         """Claim an instance."""

@@ -6,6 +6,7 @@ import msgspec
 from nats.js import JetStreamContext
 
 from libs.events import codec, subjects
+from libs.observability import tracing
 
 
 class JobMessage(msgspec.Struct, frozen=True, kw_only=True, tag="job"):
@@ -31,14 +32,14 @@ def decode(data: bytes) -> QueueMessage:
     return message
 
 
-async def enqueue_job(js: JetStreamContext, job_id: str, checkpoint: str | None) -> int:
-    """Put a job on the queue (deduplicated by job id); returns its stream sequence."""
-    ack = await js.publish(subjects.JOBS_SUBJECT, codec.encode(JobMessage(job_id=job_id, checkpoint=checkpoint)),
-                           stream=subjects.JOBS_STREAM, headers={"Nats-Msg-Id": f"job:{job_id}"})
+async def enqueue_job(js: JetStreamContext, job_id: str, checkpoint: str | None, scope: str) -> int:
+    """Put a job on the queue (deduplicated by job id, carrying the current trace); returns its stream sequence."""
+    ack = await js.publish(subjects.jobs_subject(scope), codec.encode(JobMessage(job_id=job_id, checkpoint=checkpoint)),
+                           stream=subjects.JOBS_STREAM, headers=tracing.inject({"Nats-Msg-Id": f"job:{job_id}"}))
     return ack.seq
 
 
-async def enqueue_webhook(js: JetStreamContext, job_id: str) -> None:
-    """Put a job's webhook delivery on the queue (deduplicated by job id)."""
-    await js.publish(subjects.JOBS_SUBJECT, codec.encode(WebhookMessage(job_id=job_id)),
-                     stream=subjects.JOBS_STREAM, headers={"Nats-Msg-Id": f"webhook:{job_id}"})
+async def enqueue_webhook(js: JetStreamContext, job_id: str, scope: str) -> None:
+    """Put a job's webhook delivery on the queue (deduplicated by job id, carrying the current trace)."""
+    await js.publish(subjects.jobs_subject(scope), codec.encode(WebhookMessage(job_id=job_id)),
+                     stream=subjects.JOBS_STREAM, headers=tracing.inject({"Nats-Msg-Id": f"webhook:{job_id}"}))

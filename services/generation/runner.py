@@ -31,12 +31,14 @@ from libs.events import (
 )
 from libs.events import generation as ev
 from libs.events.store import History
+from libs.observability import tracing
 from services.pool.api import Claim as PoolClaim
 from services.pool.view import PoolView
 
 from . import domain as d
 from .api import Progress
 from .comfy import ComfyError, ComfyHost, Hosts
+from .comfy_spans import NodeSpans
 from .follow import (
     ExecutionFailed,
     Follower,
@@ -46,6 +48,7 @@ from .follow import (
     Rejected,
     Succeeded,
 )
+from .metrics import GenMetrics
 from .outputs import Objects, content_type, object_name
 from .pool_client import Pool, PoolUnavailable
 from .waiting import instances_wanted
@@ -159,6 +162,7 @@ class Deps(NamedTuple):
     enqueue_webhook: Callable[[str], Awaitable[None]]
     clock: Callable[[], datetime]
     pool_changed: Signal
+    metrics: GenMetrics | None = None
 
 
 class JobRunner:
@@ -166,6 +170,7 @@ class JobRunner:
 
     def __init__(self, deps: Deps, settings: RunnerSettings) -> None:
         self.deps, self.settings = deps, settings
+        self.metrics = deps.metrics or GenMetrics()
         self._cancels: dict[str, asyncio.Event] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -190,8 +195,19 @@ class JobRunner:
             except ConcurrencyError:
                 job = await self.load(job.id)
                 continue
-            return apply(job, recs)
+            after = apply(job, recs)
+            self._observe(job, after)
+            return after
         raise ConcurrencyError(subjects.aggregate_subject(job_aggregate(job.id)), job.position.seq, "kept changing")
+
+    def _observe(self, before: d.Job, after: d.Job) -> None:
+        """Metrics of what this decision changed: a claim, a lost instance, the end."""
+        if after.attempts > before.attempts:
+            self.metrics.claimed(after)
+        if len(after.lost) > len(before.lost):
+            self.metrics.lost.inc()
+        if after.terminal and not before.terminal:
+            self.metrics.ended(after)
 
     async def run(self, job_id: str, checkpoint: str | None, redelivered: bool) -> Disposition:
         """Handle one delivery of a job message."""
@@ -308,7 +324,11 @@ class JobRunner:
                        cancel: asyncio.Event) -> tuple[Result, d.Job]:
         """Post (or find again) the prompt on the attempt's host, follow it, store its outputs."""
         state = {"job": job}
-        result = await self._follow(state, attempt, resume, cancel)
+        with tracing.span("generation", "gen.attempt", attributes={
+                "stoker.job_id": job.id, "stoker.attempt": attempt.number, "stoker.instance_id": attempt.instance_id,
+                "comfy.prompt_id": attempt.prompt_id, "stoker.resume": resume}) as span:
+            result = await self._follow(state, attempt, resume, cancel)
+            span.set_attribute("stoker.outcome", type(result).__name__)
         return result, state["job"]
 
     async def _follow(self, state: dict[str, d.Job], attempt: d.Attempt, resume: bool,
@@ -321,12 +341,16 @@ class JobRunner:
         prompt = req.prompt or req.workflow or {}  # your own workflow is stored once, as ``workflow``
         host = self.deps.hosts.host(attempt.base_url)
         seq = 0
+        nodes = NodeSpans(prompt, attempt.prompt_id)
 
         async def started() -> None:
             state["job"] = await self.decide(state["job"], d.Start(prompt_id=attempt.prompt_id))
 
         async def progress(kind: str, data: dict[str, Any]) -> None:
             nonlocal seq
+            nodes.on(kind, data)
+            if kind == "executed":
+                return  # for the node spans only: not a progress step
             seq += 1
             node = data.get("node")
             node_type = prompt.get(node, {}).get("class_type") if isinstance(node, str) else None
@@ -370,6 +394,7 @@ class JobRunner:
         except ComfyError as exc:  # unreachable, or answering what ComfyUI never answers: try another
             return HostLost(str(exc))
         finally:
+            nodes.close()
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper

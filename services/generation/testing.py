@@ -70,7 +70,7 @@ class Stack:
 
     async def request(self, subject: str, body: dict[str, Any], timeout: float = 10.0) -> api.Reply:
         """Send one API request; returns the decoded reply."""
-        msg = await self.nc.request(subject, codec.encode(body), timeout=timeout)
+        msg = await self.nc.request(api.for_pool(subject, self.pool_id), codec.encode(body), timeout=timeout)
         return msgspec.json.decode(msg.data, type=api.Reply)
 
     async def ok(self, subject: str, body: dict[str, Any], timeout: float = 10.0) -> Any:

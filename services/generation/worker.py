@@ -19,9 +19,12 @@ from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import BadRequestError, FetchTimeoutError
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
 
 from libs.events import subjects
 from libs.events.quarantine import Quarantine
+from libs.observability import tracing
 
 from . import queue
 from .runner import Ack, Disposition, JobRunner, Nak, Term
@@ -30,21 +33,21 @@ from .webhooks import WebhookDelivery
 log = logging.getLogger("stoker.generation.worker")
 
 
-def consumer_config(ack_wait: float) -> ConsumerConfig:
-    """The shared durable pull consumer of the JOBS stream."""
-    return ConsumerConfig(durable_name=subjects.JOBS_DURABLE, ack_policy=AckPolicy.EXPLICIT,
+def consumer_config(ack_wait: float, scope: str) -> ConsumerConfig:
+    """The durable pull consumer one pool's workers share on the JOBS stream."""
+    return ConsumerConfig(durable_name=subjects.jobs_durable(scope), ack_policy=AckPolicy.EXPLICIT,
                           deliver_policy=DeliverPolicy.ALL, ack_wait=ack_wait, max_deliver=-1,
-                          filter_subject=subjects.JOBS_SUBJECT, max_ack_pending=10000)
+                          filter_subject=subjects.jobs_subject(scope), max_ack_pending=10000)
 
 
-async def ensure_consumer(js: JetStreamContext, ack_wait: float) -> None:
+async def ensure_consumer(js: JetStreamContext, ack_wait: float, scope: str) -> None:
     """Create the durable consumer, or bring its ack wait to ours."""
-    config = consumer_config(ack_wait)
+    config = consumer_config(ack_wait, scope)
     try:
         await js.add_consumer(subjects.JOBS_STREAM, config)
     except BadRequestError as exc:
-        log.info("updating consumer %s (%s)", subjects.JOBS_DURABLE, exc.description)
-        info = await js.consumer_info(subjects.JOBS_STREAM, subjects.JOBS_DURABLE)
+        log.info("updating consumer %s (%s)", config.durable_name, exc.description)
+        info = await js.consumer_info(subjects.JOBS_STREAM, subjects.jobs_durable(scope))
         merged = info.config
         merged.ack_wait = ack_wait
         await js.add_consumer(subjects.JOBS_STREAM, merged)
@@ -54,8 +57,8 @@ class Worker:
     """Fetches job and webhook messages and runs up to ``concurrency`` of them at once."""
 
     def __init__(self, js: JetStreamContext, runner: JobRunner, webhooks: WebhookDelivery, *, concurrency: int,
-                 ack_wait: float, drain_s: float = 10.0) -> None:
-        self.js, self.runner, self.webhooks = js, runner, webhooks
+                 ack_wait: float, drain_s: float = 10.0, scope: str = "default") -> None:
+        self.js, self.runner, self.webhooks, self.scope = js, runner, webhooks, scope
         self.concurrency, self.ack_wait, self.drain_s = concurrency, ack_wait, drain_s
         self.quarantine = Quarantine(js, "gen-workers")
         self._slots = asyncio.Semaphore(concurrency)
@@ -71,8 +74,8 @@ class Worker:
 
     async def start(self) -> None:
         """Bind to the consumer and start fetching."""
-        await ensure_consumer(self.js, self.ack_wait)
-        self._sub = await self.js.pull_subscribe_bind(subjects.JOBS_DURABLE, subjects.JOBS_STREAM)
+        await ensure_consumer(self.js, self.ack_wait, self.scope)
+        self._sub = await self.js.pull_subscribe_bind(subjects.jobs_durable(self.scope), subjects.JOBS_STREAM)
         self._loop = asyncio.create_task(self._fetch_loop(), name="gen-worker-fetch")
 
     async def _fetch_loop(self) -> None:
@@ -107,6 +110,14 @@ class Worker:
                 await msg.in_progress()
 
     async def _handle(self, msg: Msg) -> None:
+        # The message carries the trace of the request that queued it (redeliveries keep their headers).
+        with tracing.continued("generation", f"{subjects.JOBS_SUBJECT} process", headers=msg.headers,
+                               kind=SpanKind.CONSUMER,
+                               attributes={"messaging.system": "nats", "messaging.destination.name": msg.subject,
+                                           "messaging.message.delivery_count": msg.metadata.num_delivered}):
+            await self._handle_traced(msg)
+
+    async def _handle_traced(self, msg: Msg) -> None:
         beat = asyncio.create_task(self._heartbeat(msg))
         try:
             disposition = await self._dispatch(msg)
@@ -138,6 +149,8 @@ class Worker:
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             return Term(f"not a queue message: {exc}")
         redelivered = msg.metadata.num_delivered > 1
+        trace.get_current_span().set_attributes({"stoker.job_id": message.job_id,
+                                                 "stoker.queue.kind": type(message).__name__})
         if isinstance(message, queue.JobMessage):
             return await self.runner.run(message.job_id, message.checkpoint, redelivered)
         return await self.webhooks.deliver(message.job_id)

@@ -6,6 +6,9 @@ import asyncio
 import logging
 import os
 import signal
+import sys
+
+from libs.observability import logs, tracing
 
 from .app import run
 
@@ -20,8 +23,14 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=os.environ.get("STOKER_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # One line per provider HTTP request is noise at INFO; our own logs say what matters.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    asyncio.run(main())
+    # JSON lines (text in dev mode) with trace ids; keys and tokens of the environment masked.
+    # httpx's one line per provider request is quieted there: our own logs say what matters.
+    logs.setup_logging("pool", os.environ)
+    tracing.setup_tracing("pool", os.environ)
+    try:
+        asyncio.run(main())
+    except Exception:  # a bad configuration, most often: one log line, not a bare traceback
+        logging.getLogger("stoker.pool").exception("pool service stopped by an error")
+        sys.exit(1)
+    finally:
+        tracing.shutdown_tracing()

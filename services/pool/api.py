@@ -25,6 +25,9 @@ SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
 QUEUE_GROUP = "pool"
 
 
+for_pool = subjects.scoped  # ``cmd.pool.claim`` -> ``cmd.pool.<pool id>.claim``
+
+
 class Request(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     """Fields every command carries: who asks, and for tracing, why."""
 

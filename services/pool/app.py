@@ -16,17 +16,20 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events import ConcurrencyError, codec, streams, subjects
 from libs.events import pool as ev
 from libs.events.checkpoints import KeyValueCheckpoints
 from libs.events.projector import Projection, Projector
 from libs.events.store import EventStore, utc_now
+from libs.observability import logs, metrics, tracing
 
 from . import api, planner
 from .handlers import Commands, meta_of
 from .instance import PoolError
 from .leader import LeaderLease
+from .metrics import PoolMetrics
 from .probe import ComfyProbe, HttpComfyProbe
 from .providers.base import Provider
 from .reconciler import Reconciler
@@ -78,12 +81,15 @@ class PoolService:
                                 filter_subject=subjects.events_filter(subjects.POOL),
                                 initial=PoolView(pool_id=config.pool_id), project=project, view_type=PoolView)
         self.projector = Projector(js, projection, checkpoints=KeyValueCheckpoints(js))
-        self.writer = PoolWriter(EventStore(js, clock=clock), self.projector)
+        self.metrics = PoolMetrics()
+        self.metrics.watch(lambda: self.projector.view, clock)
+        self.writer = PoolWriter(EventStore(js, clock=clock), self.projector, on_append=self.metrics.observe_events)
         self.probe = probe or HttpComfyProbe()
         self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock, secrets=self._env,
                                      settings=planner.Settings(listing_grace_s=config.listing_grace_s,
-                                                               rent_grace_s=config.rent_grace_s))
-        self.commands = Commands(self.writer, self.reconciler, clock)
+                                                               rent_grace_s=config.rent_grace_s),
+                                     metrics=self.metrics)
+        self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
         self._tasks: list[asyncio.Task[Any]] = []
@@ -117,11 +123,13 @@ class PoolService:
             api.STATUS: (api.StatusRequest, self.commands.status),
         }
         for subject, (type_, handler) in routes.items():
-            self._subs.append(await self.nc.subscribe(subject, queue=api.QUEUE_GROUP,
-                                                      cb=self._responder(type_, handler)))
+            self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),
+                                                      queue=api.QUEUE_GROUP,
+                                                      cb=self._responder(type_, handler, subject)))
         # Every replica needs a new provider key, so this one is not a queue subscription.
-        self._subs.append(await self.nc.subscribe(api.SET_PROVIDER_KEY,
-                                                  cb=self._responder(api.SetProviderKeyRequest, self._set_key)))
+        self._subs.append(await self.nc.subscribe(api.for_pool(api.SET_PROVIDER_KEY, self.config.pool_id),
+                                                  cb=self._responder(api.SetProviderKeyRequest, self._set_key,
+                                                                     api.SET_PROVIDER_KEY)))
         self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
 
@@ -129,12 +137,13 @@ class PoolService:
         if req.provider != self.provider.name and not (req.provider == "vastai" and self.provider.name == "sim"):
             raise PoolError(f"this pool uses provider {self.provider.name!r}, not {req.provider!r}",
                             "VALIDATION_FAILED")
+        logs.redact(req.api_key)  # masked in every log line from now on
         if not self.reconciler.set_api_key(req.api_key):
             raise PoolError(f"provider {self.provider.name!r} takes no API key", "VALIDATION_FAILED")
         log.info("provider key for %s was replaced at runtime by %s", self.provider.name, req.actor)
         return {"provider": self.provider.name, "updated": True}
 
-    def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]]
+    def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]], command: str
                    ) -> Callable[[Msg], Awaitable[None]]:
         decoder = msgspec.json.Decoder(type_)
 
@@ -145,6 +154,20 @@ class PoolService:
             task.add_done_callback(self._inflight.discard)
 
         async def respond(msg: Msg) -> None:
+            # Continue the caller's trace: its span context travels in the request's headers.
+            # Spans are named by the command (not the per-pool subject): few, stable names.
+            with tracing.continued("pool", command, headers=msg.headers, kind=SpanKind.SERVER,
+                                   attributes={"messaging.system": "nats",
+                                               "messaging.destination.name": msg.subject}) as span:
+                reply = await answer(msg)
+                if reply.error is not None:
+                    span.set_attribute("stoker.error.code", reply.error.code)
+                    if reply.error.code == "INTERNAL":
+                        span.set_status(StatusCode.ERROR, reply.error.message)
+                if msg.reply:
+                    await msg.respond(_ENCODE_REPLY(reply))
+
+        async def answer(msg: Msg) -> api.Reply:
             try:
                 req = decoder.decode(msg.data or b"{}")
                 reply = api.Reply(ok=True, result=await handler(req))
@@ -158,19 +181,26 @@ class PoolService:
             except Exception:  # never leak internals to the caller
                 log.exception("command %s failed", msg.subject)
                 reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
-            if msg.reply:
-                await msg.respond(_ENCODE_REPLY(reply))
+            return reply
 
         return dispatch
 
     async def _reconcile_loop(self) -> None:
         while True:
+            self.metrics.leader.set(float(self.lease.is_leader))
             if self.lease.is_leader:
-                try:
-                    await self.reconciler.run_once()
-                except Exception:
-                    log.exception("reconcile pass failed")
+                await self._reconcile_once()
             await asyncio.sleep(self.config.reconcile_interval_s)
+
+    async def _reconcile_once(self) -> None:
+        """One pass, in its own trace (it answers no request)."""
+        with tracing.root_span("pool", "pool.reconcile", attributes={"stoker.pool_id": self.config.pool_id}), \
+                self.metrics.reconciles.time():
+            try:
+                await self.reconciler.run_once()
+            except Exception:
+                self.metrics.reconcile_errors.inc()
+                log.exception("reconcile pass failed")
 
     async def stop(self) -> None:
         """Stop reconciling, give up the lease, stop answering, checkpoint."""
@@ -198,9 +228,12 @@ async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
     provider = make_provider(env)
     service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
     await service.start()
+    exposition = await metrics.serve_from_env(service.metrics.registry, env)
     log.info("pool service %s up (pool %s, provider %s)", service.config.replica, service.config.pool_id,
              provider.name)
     await stop.wait()
+    if exposition is not None:
+        await exposition.cleanup()
     await service.stop()
     await provider.aclose()
     await nc.drain()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from . import api
 from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
+from .metrics import PoolMetrics
 from .policy import validate_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
@@ -43,10 +45,12 @@ def merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
 class Commands:
     """The pool's command side, shared by every replica (writes are optimistic)."""
 
-    def __init__(self, writer: PoolWriter, reconciler: Reconciler, clock: Callable[[], datetime]) -> None:
+    def __init__(self, writer: PoolWriter, reconciler: Reconciler, clock: Callable[[], datetime], *,
+                 metrics: PoolMetrics | None = None) -> None:
         self.writer = writer
         self.reconciler = reconciler
         self.clock = clock
+        self.metrics = metrics or PoolMetrics()
         self._claiming: set[str] = set()
 
     def _instance(self, instance_id: str) -> Instance:
@@ -57,6 +61,19 @@ class Commands:
 
     async def claim(self, req: api.ClaimRequest) -> api.Claim:
         """Atomically take one Ready instance (two claimers never get the same one)."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            claim = await self._claim(req)
+            outcome = "ok"
+            return claim
+        except PoolError as exc:
+            outcome = "no_capacity" if exc.code == "NO_CAPACITY" else "error"
+            raise
+        finally:
+            self.metrics.claims.observe(time.perf_counter() - started, outcome=outcome)
+
+    async def _claim(self, req: api.ClaimRequest) -> api.Claim:
         tried: set[str] = set()
         for _ in range(CLAIM_ATTEMPTS):
             view = self.writer.view

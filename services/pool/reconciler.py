@@ -11,10 +11,12 @@ from datetime import datetime
 
 from libs.events import NEW, ConcurrencyError, Metadata
 from libs.events import pool as ev
+from libs.observability import tracing
 
 from . import planner
 from . import view as v
 from .instance import Instance
+from .metrics import PoolMetrics
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
@@ -52,8 +54,9 @@ class Reconciler:
 
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
-                 secrets: Mapping[str, str] | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None) -> None:
         self.writer = writer
+        self.metrics = metrics or PoolMetrics()
         self.provider = provider
         self.probe = probe
         self.clock = clock
@@ -145,7 +148,9 @@ class Reconciler:
         if now < due or not inst.base_url:
             return
         readiness = self.writer.view.config.readiness
-        result = await self.probe.probe(inst.base_url, readiness)
+        with tracing.span("pool", "pool.probe", attributes={"stoker.instance_id": inst.id}) as span:
+            result = await self.probe.probe(inst.base_url, readiness)
+            span.set_attributes({"stoker.ready": result.ready, "stoker.detail": result.detail})
         if not result.ready:
             backoff = min(max(backoff * 2, readiness.probe_initial_backoff_s), readiness.probe_max_backoff_s)
             self._next_probe[inst.id] = (time.monotonic() + backoff, backoff)
@@ -187,6 +192,7 @@ class Reconciler:
                 outcome = await self._try_offer(instance_id, offer, meta)
             finally:
                 self.in_flight.discard(instance_id)
+            self.metrics.rentals.inc(outcome=outcome)
             if outcome != "offer_gone":
                 return
             instance_id = rental_id(self.writer.view.pool_id, f"retry:{instance_id}")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from libs.events import Aggregate, Metadata, Position, Recorded, subjects
 from libs.events import pool as ev
@@ -15,9 +15,11 @@ from .view import PoolView
 class PoolWriter:
     """Appends to pool aggregates and keeps the local view read-your-writes consistent."""
 
-    def __init__(self, store: EventStore, projector: Projector[PoolView]) -> None:
+    def __init__(self, store: EventStore, projector: Projector[PoolView],
+                 on_append: Callable[[Sequence[ev.Event]], None] | None = None) -> None:
         self.store = store
         self.projector = projector
+        self._on_append = on_append  # metrics: what this replica decided
 
     @property
     def view(self) -> PoolView:
@@ -40,5 +42,7 @@ class PoolWriter:
         if not events:
             return []
         recorded = await self.store.append(agg, events, expected, meta, event_ids=event_ids)
+        if self._on_append is not None:
+            self._on_append(events)
         await self.projector.wait_for(recorded[-1].seq)
         return recorded

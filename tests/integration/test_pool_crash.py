@@ -34,7 +34,8 @@ def start_pool(nats_url: str, sim_url: str, pool_id: str) -> subprocess.Popen[by
                             stderr=subprocess.DEVNULL)
 
 
-async def request(nc, subject: str, body: dict) -> dict | None:
+async def request(nc, subject: str, body: dict, pool_id: str) -> dict | None:
+    subject = api.for_pool(subject, pool_id)
     try:
         msg = await nc.request(subject, msgspec.json.encode(body), timeout=2.0)
     except Exception:
@@ -51,11 +52,11 @@ async def test_sigkill_during_operations_leaves_nothing_unseen(nc, js, nats_url)
     answered = 0
     try:
         async with asyncio.timeout(150):
-            while await request(nc, api.STATUS, {}) is None:
+            while await request(nc, api.STATUS, {}, pool_id) is None:
                 await asyncio.sleep(0.2)
             await request(nc, api.CONFIGURE, {"changes": {
                 "max_size": 6, "idle_timeout_s": 3600,
-                "readiness": {"probe_initial_backoff_s": 0.1, "probe_max_backoff_s": 0.3}}})
+                "readiness": {"probe_initial_backoff_s": 0.1, "probe_max_backoff_s": 0.3}}}, pool_id)
             keys: list[str] = []
             for n in range(OPERATIONS):
                 op = rng.choice(["prewarm", "prewarm", "claim", "release", "terminate"])
@@ -64,25 +65,25 @@ async def test_sigkill_during_operations_leaves_nothing_unseen(nc, js, nats_url)
                 if op == "prewarm":
                     key = f"k{rng.randint(0, 40)}"  # retried keys must never rent twice
                     keys.append(key)
-                    answered += await request(nc, api.PREWARM, {"count": 1, "idempotency_key": key}) is not None
+                    answered += await request(nc, api.PREWARM, {"count": 1, "idempotency_key": key}, pool_id) is not None
                 elif op == "claim":
-                    answered += await request(nc, api.CLAIM, {"holder": f"job-{n}", "lease_s": 5}) is not None
+                    answered += await request(nc, api.CLAIM, {"holder": f"job-{n}", "lease_s": 5}, pool_id) is not None
                 else:
-                    status = await request(nc, api.STATUS, {})
+                    status = await request(nc, api.STATUS, {}, pool_id)
                     live = [i for i in (status or {}).get("result", {}).get("instances", [])
                             if i["state"] in ("ready", "claimed", "loading")]
                     if live:
                         target = rng.choice(live)
-                        answered += await request(nc, api.TERMINATE, {"instance_id": target["id"]}) is not None
+                        answered += await request(nc, api.TERMINATE, {"instance_id": target["id"]}, pool_id) is not None
                 if rng.random() < 0.06:
                     proc.send_signal(signal.SIGKILL)
                     proc.wait()
                     kills += 1
                     proc = start_pool(nats_url, sim.url, pool_id)
-                    while await request(nc, api.STATUS, {}) is None:
+                    while await request(nc, api.STATUS, {}, pool_id) is None:
                         await asyncio.sleep(0.1)
             # Wind down: safe mode, then let the (restarted) service settle.
-            while (await request(nc, api.SAFE_MODE, {"enabled": True})) is None:
+            while (await request(nc, api.SAFE_MODE, {"enabled": True}, pool_id)) is None:
                 await asyncio.sleep(0.2)
 
             async def settled() -> bool:
@@ -104,7 +105,7 @@ async def test_sigkill_during_operations_leaves_nothing_unseen(nc, js, nats_url)
         assert ours and max(per_label.values()) == 1, per_label.most_common(3)
 
         # The service's projection equals a fresh replay of the stream.
-        status = (await request(nc, api.STATUS, {}))["result"]
+        status = (await request(nc, api.STATUS, {}, pool_id))["result"]
         # Fold a fresh replay up to exactly the sequence the service's view was at.
         view = PoolView(pool_id=pool_id)
         async for rec in replay(js, subjects.event_stream(subjects.POOL), subjects.events_filter(subjects.POOL),

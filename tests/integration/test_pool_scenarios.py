@@ -246,10 +246,11 @@ async def test_provider_key_can_be_replaced_at_runtime_without_trace(nc, js, cap
     async with pool_stack(nc, js, SimConfig(**FAST_SIM)) as (sim, [svc]):
         async with httpx.AsyncClient() as client:  # from now on the marketplace wants the new key
             await client.put(f"{sim.url}/_sim/config", json={"api_key": secret})
-        reply = await nc.request(api.SET_PROVIDER_KEY, msgspec.json.encode(
+        subject = api.for_pool(api.SET_PROVIDER_KEY, svc.config.pool_id)
+        reply = await nc.request(subject, msgspec.json.encode(
             {"provider": "vastai", "api_key": secret, "actor": "admin:test"}), timeout=5)
         assert msgspec.json.decode(reply.data)["ok"] is True
-        bad = await nc.request(api.SET_PROVIDER_KEY, msgspec.json.encode({"api_key": 5}), timeout=5)
+        bad = await nc.request(subject, msgspec.json.encode({"api_key": 5}), timeout=5)
         body = msgspec.json.decode(bad.data)
         assert body["error"]["code"] == "VALIDATION_FAILED"
         await svc.commands.prewarm(api.PrewarmRequest(count=1))

@@ -208,7 +208,7 @@ class FakeNats:
     def __init__(self, reply: api.Reply | None = None, error: Exception | None = None) -> None:
         self.reply, self.error, self.sent = reply, error, []
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Any:
+    async def request(self, subject: str, data: bytes, timeout: float, headers: Any = None) -> Any:
         self.sent.append((subject, data))
         if self.error is not None:
             raise self.error

@@ -107,7 +107,7 @@ class FakeNats:
     def __init__(self, reply: api.Reply | None = None, error: Exception | None = None) -> None:
         self.reply, self.error, self.sent = reply, error, []
 
-    async def request(self, subject: str, data: bytes, timeout: float) -> Any:
+    async def request(self, subject: str, data: bytes, timeout: float, headers: Any = None) -> Any:
         self.sent.append((subject, data))
         if self.error is not None:
             raise self.error
@@ -137,4 +137,4 @@ async def test_pool_results_pass_through() -> None:
     fake = FakeNats(api.Reply(ok=True, result={"safe_mode": True}))
     assert await PoolClient(fake).send(api.SAFE_MODE, api.SafeModeRequest(enabled=True, actor="admin:x")) == {  # type: ignore[arg-type]
         "safe_mode": True}
-    assert fake.sent[0][0] == "cmd.pool.safe_mode" and b'"actor":"admin:x"' in fake.sent[0][1]
+    assert fake.sent[0][0] == "cmd.pool.default.safe_mode" and b'"actor":"admin:x"' in fake.sent[0][1]

@@ -9,14 +9,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import re
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import httpx
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events.pool import InstanceTemplate, Offer, OfferFilter
+from libs.observability import tracing
 from services.pool.providers.base import OfferUnavailable, ProviderError, ProviderInstance
 from services.pool.providers.vastai_wire import (
     is_gone, instance_or_error, numeric_id, query_string, create_body, offer_from_row, offer_query,
@@ -34,6 +38,7 @@ USER_AGENT = "stoker/0.1.0"
 _UNSENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 _TRANSIENT = (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
 _encode = msgspec.json.Encoder().encode
+_ID_SEGMENT = re.compile(r"/\d+(?=/|$)")
 
 
 class _Secret:
@@ -205,7 +210,24 @@ class VastAIProvider:
 
     async def _send(self, method: str, path: str, *, query: Mapping[str, Any] | None = None,
                     body: Any = None, idempotent: bool = True) -> httpx.Response:
-        """One call with bounded retries; returns the final response (any status)."""
+        """One call with bounded retries, in one client span; returns the final response (any status)."""
+        route = _ID_SEGMENT.sub("/{id}", path)
+        # Method, route and status only: never the key, the headers, the query or the body.
+        attributes = {"http.request.method": method, "url.template": route, "url.path": path,
+                      "server.address": httpx.URL(self._base).host, "stoker.provider": self.name}
+        with tracing.span("pool", f"{method} {route}", kind=SpanKind.CLIENT, attributes=attributes) as span:
+            try:
+                resp = await self._attempts_of(method, path, query=query, body=body, idempotent=idempotent)
+            except ProviderError as exc:
+                span.set_status(StatusCode.ERROR, type(exc).__name__)
+                raise
+            span.set_attribute("http.response.status_code", resp.status_code)
+            if resp.status_code >= 400:
+                span.set_status(StatusCode.ERROR, f"HTTP {resp.status_code}")
+            return resp
+
+    async def _attempts_of(self, method: str, path: str, *, query: Mapping[str, Any] | None,
+                           body: Any, idempotent: bool) -> httpx.Response:
         url = self._base + path + (f"?{query_string(query)}" if query else "")
         content = None if body is None else _encode(body)
         start, backoff = self._clock(), self._backoff
@@ -237,6 +259,7 @@ class VastAIProvider:
             backoff = min(backoff * 2, MAX_BACKOFF_S)
             log.warning("%s: %s %s: %s; retry %d/%d in %.2fs", self.name, method, path, reason, attempt,
                         self._attempts - 1, delay)
+            trace.get_current_span().add_event("retry", {"attempt": attempt, "reason": reason, "delay_s": delay})
             await self._sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
