@@ -187,3 +187,37 @@ async def test_each_service_exposes_its_metrics(stack: tuple[Stack, AuditService
     assert sample(recorded, "stoker_audit_records_written_total") >= 4
     assert sample(recorded, 'stoker_audit_lag_messages{stream="EVENTS_GEN"}') == 0
     assert sample(recorded, "stoker_audit_commit_seconds_count") >= 1
+
+
+async def test_a_request_through_the_real_gateway_is_one_trace(
+        stack: tuple[Stack, AuditService], spans: InMemorySpanExporter, nats_url: str, database_url: str,
+        unique_id: str) -> None:
+    """The same, with the real gateway: its middleware starts the trace, its NATS client carries it."""
+    from services.gateway.testing import bearer, gateway_client, gateway_env, user_token
+
+    st, _ = stack
+    async with gateway_client(gateway_env(nats_url, database_url, STOKER_POOL_ID=st.pool_id)) as client:
+        user_id, token = await user_token(client, f"trace{unique_id}")
+        resp = await client.post("/api/v1/generations", headers=bearer(token), json={
+            "template": "txt2img", "preset": "low", "prompt": "a traced fox", "steps": 4, "width": 64,
+            "height": 64})
+        assert resp.status in (200, 201), await resp.text()
+        job_id = (await resp.json())["id"]
+        job = await st.wait_status(user_id, job_id, timeout=40)
+        assert job["status"] == "completed", job["error"]
+    [root] = [s for s in spans.get_finished_spans() if service(s) == "gateway" and s.kind == SpanKind.SERVER
+              and (s.attributes or {}).get("http.route") == "/api/v1/generations"
+              and (s.attributes or {}).get("http.request.method") == "POST"]
+    trace_id = root.context.trace_id
+
+    def complete() -> set[str] | None:
+        found = {service(s) for s in spans.get_finished_spans() if s.context.trace_id == trace_id}
+        return found if found >= {"gateway", "generation", "pool", "audit"} else None
+
+    try:
+        await eventually(complete, 15)
+    except TimeoutError:
+        found = sorted((service(s), s.name) for s in spans.get_finished_spans() if s.context.trace_id == trace_id)
+        raise AssertionError(f"the gateway's trace does not reach every service: {found}") from None
+    records = await st.events(job_id)
+    assert records and all(tracing.trace_id(r.envelope.traceparent) == format(trace_id, "032x") for r in records)
