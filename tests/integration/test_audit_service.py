@@ -388,5 +388,7 @@ async def test_anchor_events_are_signed_and_on_the_audit_stream(dsn: str, js, st
     anchors = await load_checkpoints(js, config.chain)
     assert len(anchors) >= 2 and all(a.source == "nats" and a.kind == "anchor" for a in anchors)
     assert [a.seq for a in anchors] == sorted({a.seq for a in anchors})
-    assert service.writer is not None and anchors[-1].seq >= service.writer.head.seq - 1
+    # Anchored every 10 records: never more than 10 behind the head (other tests' anchors on the shared
+    # EVENTS_AUDIT stream may still be arriving and extend the chain while we look).
+    assert service.writer is not None and service.writer.head.seq - anchors[-1].seq <= 10
     assert (await verify(dsn, js, config)).ok
