@@ -11,6 +11,7 @@ from typing import Any, NamedTuple
 import asyncpg
 
 from libs.events import codec
+from libs.sql.migrations import apply_migrations
 from services.audit.chain import ZERO_HASH, from_us, to_us
 from services.audit.domain import ROW_COLUMNS, Head, Row
 from services.audit.verify import Checkpoint
@@ -43,21 +44,7 @@ class ChainState(NamedTuple):
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply migrations/*.sql not yet applied, in name order, in one transaction; return those applied."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS audit; CREATE TABLE IF NOT EXISTS audit.schema_migrations "
-                           "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM audit.schema_migrations")}
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.stem in done:
-                continue
-            await conn.execute(path.read_text())
-            await conn.execute("INSERT INTO audit.schema_migrations (version) VALUES ($1)", path.stem)
-            applied.append(path.stem)
-    for version in applied:
-        log.info("audit migration %s applied", version)
-    return applied
+    return await apply_migrations(conn, schema="audit", directory=MIGRATIONS, lock_key=MIGRATION_LOCK, log=log)
 
 
 async def set_role(conn: asyncpg.Connection, role: str) -> None:

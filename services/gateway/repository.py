@@ -9,6 +9,8 @@ from typing import Any
 
 import asyncpg
 
+from libs.sql.migrations import apply_migrations
+
 log = logging.getLogger("stoker.gateway")
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -24,21 +26,7 @@ class UsernameTaken(Exception):
 
 async def migrate(conn: asyncpg.Connection) -> list[str]:
     """Apply migrations/*.sql not yet applied, in name order, in one transaction; return those applied."""
-    applied: list[str] = []
-    async with conn.transaction():
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
-        await conn.execute("CREATE SCHEMA IF NOT EXISTS gateway; CREATE TABLE IF NOT EXISTS gateway.schema_migrations "
-                           "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
-        done = {r["version"] for r in await conn.fetch("SELECT version FROM gateway.schema_migrations")}
-        for path in sorted(MIGRATIONS.glob("*.sql")):
-            if path.stem in done:
-                continue
-            await conn.execute(path.read_text())
-            await conn.execute("INSERT INTO gateway.schema_migrations (version) VALUES ($1)", path.stem)
-            applied.append(path.stem)
-    for version in applied:
-        log.info("gateway migration %s applied", version)
-    return applied
+    return await apply_migrations(conn, schema="gateway", directory=MIGRATIONS, lock_key=MIGRATION_LOCK, log=log)
 
 
 async def insert_user(conn: asyncpg.Connection, user_id: str, username: str, password_hash: str,
