@@ -17,13 +17,13 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-from opentelemetry.trace import SpanKind, StatusCode
 
-from libs.events import ConcurrencyError, Recorded, codec, streams, subjects
+from libs.events import ConcurrencyError, Recorded, streams, subjects
 from libs.events import generation as ev
 from libs.events.projector import Projection, Projector
 from libs.events.store import EventStore, utc_now
-from libs.observability import metrics, tracing
+from libs.observability import metrics
+from libs.responder import responder
 from services.pool.view import PoolView
 from services.pool.view import project as project_pool
 
@@ -146,26 +146,6 @@ class GenerationService:
                    ) -> Callable[[Msg], Awaitable[None]]:
         decoder = msgspec.json.Decoder(type_)
 
-        async def dispatch(msg: Msg) -> None:
-            task = asyncio.create_task(respond(msg))  # one slow request must not queue the others
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-        async def respond(msg: Msg) -> None:
-            # Continue the caller's trace (the gateway's request): its context is in the headers.
-            # Spans are named by the command, not the per-pool subject: few, stable names.
-            with tracing.continued("generation", command, headers=msg.headers, kind=SpanKind.SERVER,
-                                   attributes={"messaging.system": "nats",
-                                               "messaging.destination.name": msg.subject}) as span:
-                reply = await answer(msg)
-                if reply.error is not None:
-                    span.set_attribute("stoker.error.code", reply.error.code)
-                    if reply.error.code in ("INTERNAL", "UNAVAILABLE"):
-                        span.set_status(StatusCode.ERROR, reply.error.message)
-                if msg.reply:
-                    with contextlib.suppress(Exception):
-                        await msg.respond(codec.encode(reply))
-
         async def answer(msg: Msg) -> api.Reply:
             try:
                 req = decoder.decode(msg.data or b"{}")
@@ -185,7 +165,7 @@ class GenerationService:
                 reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
             return reply
 
-        return dispatch
+        return responder("generation", command, answer, self._inflight, error_codes=("INTERNAL", "UNAVAILABLE"))
 
     def _on_job_event(self, view: JobsView, rec: Recorded) -> None:
         job_id = rec.envelope.aggregate_id

@@ -16,14 +16,14 @@ import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from opentelemetry.trace import SpanKind, StatusCode
 
-from libs.events import ConcurrencyError, codec, streams, subjects
+from libs.events import ConcurrencyError, streams, subjects
 from libs.events import pool as ev
 from libs.events.checkpoints import KeyValueCheckpoints
 from libs.events.projector import Projection, Projector
 from libs.events.store import EventStore, utc_now
 from libs.observability import logs, metrics, tracing
+from libs.responder import responder
 
 from . import api, planner
 from .handlers import Commands, meta_of
@@ -38,7 +38,6 @@ from .writer import PoolWriter
 
 log = logging.getLogger(__name__)
 
-_ENCODE_REPLY = codec.encode
 
 
 class ServiceConfig(msgspec.Struct, frozen=True, kw_only=True):
@@ -147,26 +146,6 @@ class PoolService:
                    ) -> Callable[[Msg], Awaitable[None]]:
         decoder = msgspec.json.Decoder(type_)
 
-        async def dispatch(msg: Msg) -> None:
-            # Handle each request in its own task: one slow command must not queue the others.
-            task = asyncio.create_task(respond(msg))
-            self._inflight.add(task)
-            task.add_done_callback(self._inflight.discard)
-
-        async def respond(msg: Msg) -> None:
-            # Continue the caller's trace: its span context travels in the request's headers.
-            # Spans are named by the command (not the per-pool subject): few, stable names.
-            with tracing.continued("pool", command, headers=msg.headers, kind=SpanKind.SERVER,
-                                   attributes={"messaging.system": "nats",
-                                               "messaging.destination.name": msg.subject}) as span:
-                reply = await answer(msg)
-                if reply.error is not None:
-                    span.set_attribute("stoker.error.code", reply.error.code)
-                    if reply.error.code == "INTERNAL":
-                        span.set_status(StatusCode.ERROR, reply.error.message)
-                if msg.reply:
-                    await msg.respond(_ENCODE_REPLY(reply))
-
         async def answer(msg: Msg) -> api.Reply:
             try:
                 req = decoder.decode(msg.data or b"{}")
@@ -183,7 +162,7 @@ class PoolService:
                 reply = api.Reply(ok=False, error=api.Error(code="INTERNAL", message="internal error"))
             return reply
 
-        return dispatch
+        return responder("pool", command, answer, self._inflight)
 
     async def _reconcile_loop(self) -> None:
         while True:
