@@ -152,6 +152,7 @@ class FakeHost:
         self.uploads: dict[str, bytes] = {}  # input files by ``subfolder/name``
         self.files: dict[str, bytes] = {}  # output files by name
         self.wipes = 0
+        self.placed: list[str] = []
         self.agent = True  # False: a plain ComfyUI (no delete routes, no wipe)
         self.clock_ms: Callable[[], int] | None = None  # stamps history messages like ComfyUI does
         self.sockets: dict[int, FakeSocket] = {}
@@ -276,6 +277,7 @@ class FakeHostFiles:
         """Keep an input."""
         self.host._check()
         self.host.uploads[path] = data
+        self.host.placed.append(path)
         return path
 
     async def remove(self, files: Sequence[FileRef]) -> None:
