@@ -1,10 +1,9 @@
 """The job runner against in-memory fakes: success, ComfyUI's errors, lost hosts, resume, exactly once, cancel."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
-
-from datetime import timedelta
 
 from libs.contracts.host_files import BLANK_PNG
 from libs.events import NEW, Metadata, codec
@@ -21,8 +20,6 @@ from services.generation.fakes import (
 )
 from services.generation.follow import FollowSettings
 from services.generation.outputs import MemoryObjects
-from services.pool.instance import Instance, Lease
-from services.pool.view import PoolView
 from services.generation.runner import (
     Ack,
     Deps,
@@ -32,6 +29,8 @@ from services.generation.runner import (
     Signal,
     job_aggregate,
 )
+from services.pool.instance import Instance, Lease
+from services.pool.view import PoolView
 
 pytestmark = pytest.mark.timeout(10)
 PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {}}, "2": {"class_type": "SaveImage", "inputs": {}}}

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.pool.sim import images
-from services.pool.sim.comfy_files import resolve
 from services.pool.sim.clock import Clock
+from services.pool.sim.comfy_files import resolve
 from services.pool.sim.comfy_nodes import NODES, NodeEnv, NodeFailure, RunInfo
 from services.pool.sim.config import SimConfig
 from services.pool.sim.images import Latent
