@@ -430,7 +430,8 @@ class JobRunner:
                     if data is None:
                         return Rejected(f"input image {obj} does not exist (any more)", {})
                     await files.place(path, data)
-                follower = Follower(host, prompt=prompt, prompt_id=attempt.prompt_id, client_id=attempt.client_id,
+                follower = Follower(host, prompt=wf.for_job(prompt, job.id), prompt_id=attempt.prompt_id,
+                                    client_id=attempt.client_id,
                                     on_message=progress, gone=lambda: self._gone(attempt.instance_id), cancel=cancel,
                                     settings=self.settings.follow, on_accepted=started)
                 outcome = await follower.run(resume, may_post)

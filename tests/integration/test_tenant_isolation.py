@@ -109,3 +109,12 @@ async def test_another_tenant_can_neither_list_nor_load_a_private_image(nats_url
         await refused(client, bob, other)
         other["1"] = {"class_type": "LoadImageMask", "inputs": {"image": placed, "channel": "alpha"}}
         await refused(client, bob, other)
+
+        # The same workflow twice on this instance: ComfyUI would answer the second from its cache with the
+        # first one's files, which are gone; each job's output nodes run again and the second one has its image.
+        same = {"1": {"class_type": "EmptyImage", "inputs": {"width": 8, "height": 8, "batch_size": 1, "color": 7}},
+                "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "same"}}}
+        for _ in range(2):
+            _, events = await run(gen, alice, {"workflow": same})
+            [done] = [e for e in events if isinstance(e, ev.GenerationCompleted)]
+            assert len(done.outputs) == 1

@@ -101,3 +101,10 @@ def test_the_host_files_contract() -> None:
     assert hf.file_route(ref) == "/agent/files/output/stoker/j%201/a%20b.png"
     assert not hf.safe_path("../a.png") and not hf.safe_path("/a.png") and not hf.safe_path("a//b.png")
     assert hf.safe_path("stoker/x/a.png") and hf.BLANK_PNG.startswith(b"\x89PNG")
+
+
+def test_each_jobs_output_nodes_differ_so_comfyui_cannot_answer_from_another_jobs_cache() -> None:
+    flow = load(MINE)
+    marked = wf.for_job(flow, "j1")
+    assert marked["2"]["inputs"] == {**flow["2"]["inputs"], "stoker_job": "j1"}
+    assert marked["1"] is flow["1"] and "stoker_job" not in flow["2"]["inputs"]  # upstream stays cached
