@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpx
 
@@ -88,3 +88,17 @@ class HttpHostFiles:
         if resp.status_code != 200:
             raise ComfyError(f"DELETE {hf.FILES_ROUTE}: HTTP {resp.status_code}")
         return True
+
+
+def host_files_of(outputs: dict[str, Any]) -> list[hf.FileRef]:
+    """Files a prompt wrote on its instance, from history's ``outputs`` (node id -> UI output)."""
+    found: list[hf.FileRef] = []
+    for out in outputs.values():
+        if not isinstance(out, dict):
+            continue
+        for key in ("images", "gifs", "videos", "audio", "files", "3d"):
+            for f in out.get(key) or []:
+                folder = f.get("type", "output") if isinstance(f, dict) else None
+                if folder in ("output", "temp") and isinstance(f.get("filename"), str) and f["filename"]:
+                    found.append(hf.FileRef(folder, str(f.get("subfolder") or ""), f["filename"]))
+    return found

@@ -40,7 +40,7 @@ from services.pool.view import PoolView
 from . import domain as d
 from . import workflow as wf
 from .api import Progress
-from .comfy import ComfyError, ComfyHost, Hosts
+from .comfy import ComfyError, ComfyHost, Hosts, HostUnreachable
 from .comfy_spans import NodeSpans
 from .follow import (
     ExecutionFailed,
@@ -51,6 +51,7 @@ from .follow import (
     Rejected,
     Succeeded,
 )
+from .host_files import HostFiles, host_files_of
 from .metrics import GenMetrics
 from .outputs import Objects, content_type, object_name
 from .pool_client import Pool, PoolUnavailable
@@ -146,20 +147,6 @@ class Signal:
         """Wait for the next notify, at most ``timeout`` seconds."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._event.wait(), timeout)
-
-
-def host_files_of(outputs: dict[str, Any]) -> list[FileRef]:
-    """Files a prompt wrote on its instance, from history's ``outputs`` (node id -> UI output)."""
-    found: list[FileRef] = []
-    for out in outputs.values():
-        if not isinstance(out, dict):
-            continue
-        for key in ("images", "gifs", "videos", "audio", "files", "3d"):
-            for f in out.get(key) or []:
-                folder = f.get("type", "output") if isinstance(f, dict) else None
-                if folder in ("output", "temp") and isinstance(f.get("filename"), str) and f["filename"]:
-                    found.append(FileRef(folder, str(f.get("subfolder") or ""), f["filename"]))
-    return found
 
 
 def job_aggregate(job_id: str) -> Aggregate:
@@ -423,8 +410,8 @@ class JobRunner:
         follower: Follower | None = None
         try:
             async with limit:
-                if not resume and not await files.wipe():  # the instance changed hands: nothing of others stays
-                    log.debug("%s cannot be wiped (no agent); job files are removed one by one", attempt.base_url)
+                if not resume:  # the instance changed hands: nothing of others stays
+                    await self._wipe(files, attempt)
                 for path, obj in req.uploads.items():
                     data = await self.deps.objects.get(obj)
                     if data is None:
@@ -454,6 +441,15 @@ class JobRunner:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+
+    async def _wipe(self, files: HostFiles, attempt: d.Attempt) -> None:
+        try:
+            if not await files.wipe():
+                log.debug("%s cannot be wiped (no agent); job files are removed one by one", attempt.base_url)
+        except HostUnreachable:
+            raise
+        except ComfyError as exc:  # names are unguessable and loads checked: run, but say so
+            log.warning("could not wipe %s before job %s: %s", attempt.instance_id, attempt.prompt_id, exc)
 
     async def _keep_lease(self, attempt: d.Attempt) -> None:
         delay = self.settings.lease_s / 3

@@ -15,6 +15,7 @@ def node(required: dict) -> dict:
 
 
 # File inputs as ComfyUI 0.3.64 declares them (its recorded /object_info, /work/shared/specs/).
+pytestmark = pytest.mark.timeout(10)
 SPEC = {
     "LoadImage": node({"image": [["example.png"], {"image_upload": True}]}),
     "LoadImageMask": node({"image": [["example.png"], {"image_upload": True}],
@@ -108,3 +109,28 @@ def test_each_jobs_output_nodes_differ_so_comfyui_cannot_answer_from_another_job
     marked = wf.for_job(flow, "j1")
     assert marked["2"]["inputs"] == {**flow["2"]["inputs"], "stoker_job": "j1"}
     assert marked["1"] is flow["1"] and "stoker_job" not in flow["2"]["inputs"]  # upstream stays cached
+
+
+async def test_on_a_comfyui_without_the_agent_files_are_overwritten_with_a_blank_image() -> None:
+    import httpx
+
+    from services.generation.host_files import HttpHostFiles
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    def comfyui(request: httpx.Request) -> httpx.Response:  # a stock ComfyUI: no /agent routes
+        seen.append((request.method, request.url.path, request.read()))
+        if request.url.path == "/upload/image":
+            return httpx.Response(200, json={"name": "image.png", "subfolder": "stoker/t", "type": "input"})
+        return httpx.Response(404 if request.method == "DELETE" and "/agent/files/" in request.url.path else 405)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(comfyui)) as http:
+        files = HttpHostFiles("http://gpu:8188", http)
+        assert await files.place("stoker/t/image.png", b"\x89PNG private") == "stoker/t/image.png"
+        await files.remove([hf.FileRef("output", "stoker/j1", "a_00001_.png")])
+        assert await files.wipe() is False
+    (m1, p1, body1), (m2, p2, _), (m3, p3, body3), (m4, p4, _) = seen
+    assert (m1, p1) == ("POST", "/upload/image") and b"private" in body1 and b'name="subfolder"\r\n\r\nstoker/t' in body1
+    assert (m2, p2) == ("DELETE", "/agent/files/output/stoker/j1/a_00001_.png")
+    assert (m3, p3) == ("POST", "/upload/image") and hf.BLANK_PNG in body3 and b"\r\n\r\noutput\r\n" in body3
+    assert b'name="overwrite"\r\n\r\ntrue' in body3 and (m4, p4) == ("DELETE", "/agent/files")
