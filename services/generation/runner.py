@@ -407,7 +407,6 @@ class JobRunner:
         files = self.deps.hosts.files(attempt.base_url)
         keeper = asyncio.create_task(self._keep_lease(attempt))
         limit = asyncio.timeout(max(left, 0.001))
-        follower: Follower | None = None
         try:
             async with limit:
                 if not resume:  # the instance changed hands: nothing of others stays
@@ -508,8 +507,8 @@ class JobRunner:
                 cmd = d.Fail(reason="validation", message=outcome.message, node_errors=outcome.node_errors, at=now)
             case ExecutionFailed():
                 where = f"{outcome.node_type} (node {outcome.node_id})" if outcome.node_id else "ComfyUI"
-                cmd = d.Fail(reason="execution_error", message=f"{where}: {outcome.message}", at=now, ran_until=ran_until,
-                             node_id=outcome.node_id, node_type=outcome.node_type,
+                cmd = d.Fail(reason="execution_error", message=f"{where}: {outcome.message}", at=now,
+                             ran_until=ran_until, node_id=outcome.node_id, node_type=outcome.node_type,
                              node_errors={outcome.node_id: {"exception_type": outcome.exception_type,
                                                             "message": outcome.message}} if outcome.node_id else {})
             case Interrupted():
