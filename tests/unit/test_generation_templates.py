@@ -83,7 +83,8 @@ def test_img2img_uploads_the_users_own_image_only() -> None:
     token = "0123456789abcdef" * 2
     b = bind("img2img", {"prompt": "x", "image": "gen/u1/j0/00-a.png", "denoise": 0.5}, input_token=token)
     assert b.uploads == {f"stoker/{token}/image.png": "gen/u1/j0/00-a.png"}  # the job's own unguessable folder
-    assert b.prompt["10"]["inputs"]["image"] == f"stoker/{token}/image.png" and b.prompt["3"]["inputs"]["denoise"] == 0.5
+    assert b.prompt["10"]["inputs"]["image"] == f"stoker/{token}/image.png"
+    assert b.prompt["3"]["inputs"]["denoise"] == 0.5
     other = bind("img2img", {"prompt": "x", "image": "gen/u1/j0/00-a.png"})
     [name] = other.uploads
     assert name.startswith("stoker/") and name != f"stoker/{token}/image.png"  # random when not given
