@@ -5,6 +5,10 @@ resumes: same instance, prompt id and client id as recorded in ``GenerationClaim
 again through ``/history`` and ``/queue``. A lost instance ends the attempt and the job takes
 another one. Completion and the charge are one append at the job's expected version, so a
 job completes (and is charged) once however many workers saw it.
+
+Tenants share instances, not files: a fresh attempt wipes its instance, places the job's
+inputs under the job's own unguessable folder, and when the job ends removes its inputs and
+outputs before the lease is released (``host_files.py``).
 """
 
 from __future__ import annotations
