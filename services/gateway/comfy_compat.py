@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.gateway import comfy_files
 from services.gateway import comfy_shapes as shapes
 from services.gateway import comfy_ws
 from services.gateway.errors import ApiError
@@ -238,17 +239,22 @@ async def system_stats(call: Call) -> Any:
     return _json(answer, answer.data)
 
 
+def _own_files(call: Call) -> frozenset[str]:
+    return comfy_files.own_files(call.app[GEN_READS].jobs, call.who.user_id)
+
+
 async def object_info(call: Call) -> Any:
-    """``/object_info`` of a Ready instance (cached for a minute)."""
+    """``/object_info`` of a Ready instance (cached for a minute); file lists hold only the caller's files."""
     answer = await call.app[COMFY_INFO].get("/object_info")
-    return _json(answer, answer.data)
+    return _json(answer, comfy_files.for_caller(answer.data, _own_files(call)))
 
 
 async def object_info_one(call: Call) -> Any:
     """``{Class: info}``; an unknown class is ``{}``."""
     answer = await call.app[COMFY_INFO].get("/object_info")
     name = call.path("node_class")
-    return _json(answer, {name: answer.data[name]} if name in answer.data else {})
+    one = {name: answer.data[name]} if name in answer.data else {}
+    return _json(answer, comfy_files.for_caller(one, _own_files(call)))
 
 
 TAG = "comfyui"
@@ -294,7 +300,8 @@ OPERATIONS = [
     Operation("GET", "/comfy/object_info", object_info, "comfy_object_info", "ComfyUI: node definitions", TAG,
               query=c.ComfyTokenQuery,
               description="`{Class: {input, output, ...}}` from a Ready instance (cached 60 s); "
-                          "`X-Stoker-Source` says instance, cache or fallback."),
+                          "`X-Stoker-Source` says instance, cache or fallback. File lists (`LoadImage` and "
+                          "other inputs with an upload flag) hold only files of your own unfinished jobs."),
     Operation("GET", "/comfy/object_info/{node_class}", object_info_one, "comfy_object_info_one",
               "ComfyUI: one node definition", TAG, query=c.ComfyTokenQuery,
               description="`{Class: {...}}`; an unknown class is `{}`."),

@@ -8,11 +8,11 @@ Environment (all optional):
 | STOKER_POOL_ID | default | the pool whose instances jobs run on |
 | STOKER_GEN_CONCURRENCY | 4 | jobs (and webhook deliveries) one worker runs at once |
 | STOKER_GEN_WORKER | 1 | 0: answer the API only, run no jobs |
-| STOKER_GEN_ACK_WAIT | 30 | seconds before a dead worker's job is redelivered |
+| STOKER_GEN_ACK_WAIT | 5 | seconds before a dead worker's job is redelivered (running jobs send `in_progress` every third) |
 | STOKER_GEN_JOB_TIMEOUT | 1800 | seconds an attempt may run before it is interrupted |
 | STOKER_GEN_LOST_AFTER | 30 | seconds a host may not answer before its instance counts as lost |
 | STOKER_GEN_MAX_ATTEMPTS | 3 | instances a job may lose before it fails |
-| STOKER_GEN_LEASE | 300 | claim lease seconds (renewed every third) |
+| STOKER_GEN_LEASE | 30 | claim lease seconds (renewed every third): how long a dead worker's instance stays held |
 | STOKER_GEN_CLAIM_WAIT | 5 | seconds a worker waits for a free instance before requeueing |
 | STOKER_GEN_AUTOSCALE | 1 | ask the pool for instances (prewarm, within max_size) when jobs wait |
 | STOKER_GEN_DEFAULT_CHECKPOINT | first the pool offers | checkpoint of templates when none is given |

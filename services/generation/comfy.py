@@ -8,7 +8,7 @@ not answer (connection refused, 502/503/504, timeouts) is ``HostUnreachable``; a
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
 import httpx
@@ -16,6 +16,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from libs.events import codec
 from libs.observability import tracing
+
+if TYPE_CHECKING:
+    from .host_files import HostFiles
 
 RETRYABLE_STATUS = frozenset({502, 503, 504})
 
@@ -116,6 +119,10 @@ class Hosts(Protocol):
 
     def host(self, base_url: str) -> ComfyHost:
         """A client for the host at ``base_url``."""
+        ...
+
+    def files(self, base_url: str) -> HostFiles:
+        """The user files of the host at ``base_url``."""
         ...
 
 
@@ -266,6 +273,11 @@ class HttpComfyHosts:
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5.0))
         return HttpComfyHost(base_url, self._http, self._session)
+
+    def files(self, base_url: str) -> HostFiles:
+        """The user files of one host."""
+        from .host_files import HttpHostFiles  # the adapter needs this module's errors
+        return HttpHostFiles(base_url, self._http)
 
     async def aclose(self) -> None:
         """Close the connection pools."""

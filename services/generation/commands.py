@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 from opentelemetry import trace
 
+from libs.contracts import host_files
 from libs.events import NEW, ConcurrencyError, Metadata
 from libs.events import generation as ev
 from libs.events.ids import is_subject_token, new_id
@@ -153,11 +154,12 @@ class JobCommands:
             bound = templates.bind(template, req.params, job_id=job_id, user_id=req.user_id,
                                    seed=secrets.randbelow(2**32), preset=req.preset,
                                    default_checkpoint=self.config.default_checkpoint or (known[0] if known else None),
-                                   muse=muse, variation=req.muse_variation)
+                                   muse=muse, variation=req.muse_variation, input_token=host_files.new_token())
             if bound.checkpoint and known and bound.checkpoint not in known:
                 raise d.DomainError(f"checkpoint {bound.checkpoint!r} is not on any instance; available: "
                                     f"{', '.join(known)}", "VALIDATION_FAILED")
             prompt, params, checkpoint, uploads, units = bound
+            self._check_files(prompt, frozenset(uploads))
         else:
             if req.params or req.preset or muse is not None or req.muse_variation:
                 raise d.DomainError("params, preset and muses apply to templates; edit your workflow instead",
@@ -166,9 +168,18 @@ class JobCommands:
                 prompt = wf.check(req.workflow, self.config.byo_nodes)
             except wf.WorkflowError as exc:
                 raise d.DomainError(str(exc), "VALIDATION_FAILED", {"node_errors": exc.node_errors}) from None
+            self._check_files(prompt, frozenset())
             params, checkpoint, uploads, units = {}, wf.checkpoint_of(prompt), {}, wf.work_units(prompt)
         est = estimate(units, self.config.cost, pool_dph(pool))
         return Resolved(prompt, params, checkpoint, uploads, units, est.seconds, est.dph, est.cost)
+
+    @staticmethod
+    def _check_files(prompt: dict[str, Any], own: frozenset[str]) -> None:
+        """A job reads only the inputs it brought: never another tenant's files on a shared instance."""
+        try:
+            wf.check_files(prompt, own)
+        except wf.WorkflowError as exc:
+            raise d.DomainError(str(exc), "VALIDATION_FAILED", {"node_errors": exc.node_errors}) from None
 
     async def submit(self, req: api.SubmitRequest) -> api.SubmitResult:
         """Queue a job (or return the job of a repeated idempotency key)."""

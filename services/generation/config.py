@@ -28,7 +28,7 @@ class GenConfig(msgspec.Struct, frozen=True, kw_only=True):
     pool_id: str = "default"
     concurrency: int = 4
     worker: bool = True
-    ack_wait_s: float = 30.0
+    ack_wait_s: float = 5.0  # running jobs are held with in_progress every third of it
     drain_s: float = 10.0
     default_checkpoint: str | None = None
     byo_nodes: frozenset[str] | None = None  # node classes your own workflows may use (None: any)
@@ -70,7 +70,7 @@ def gen_config(env: Mapping[str, str]) -> GenConfig:
                             poll_s=_float(env, "STOKER_GEN_POLL", 2.0, 0.05))
     runner = RunnerSettings(
         max_attempts=int(_float(env, "STOKER_GEN_MAX_ATTEMPTS", 3, 1)),
-        lease_s=_float(env, "STOKER_GEN_LEASE", 300.0, 3.0),
+        lease_s=_float(env, "STOKER_GEN_LEASE", 30.0, 3.0),
         job_timeout_s=_float(env, "STOKER_GEN_JOB_TIMEOUT", 1800.0, 1.0),
         claim_wait_s=_float(env, "STOKER_GEN_CLAIM_WAIT", 5.0),
         nak_s=_float(env, "STOKER_GEN_RETRY", 1.0, 0.05),
@@ -94,7 +94,7 @@ def gen_config(env: Mapping[str, str]) -> GenConfig:
         pool_id=env.get("STOKER_POOL_ID") or "default",
         concurrency=concurrency,
         worker=_bool(env, "STOKER_GEN_WORKER", True),
-        ack_wait_s=_float(env, "STOKER_GEN_ACK_WAIT", 30.0, 1.0),
+        ack_wait_s=_float(env, "STOKER_GEN_ACK_WAIT", 5.0, 1.0),
         drain_s=_float(env, "STOKER_GEN_DRAIN", 10.0),
         default_checkpoint=env.get("STOKER_GEN_DEFAULT_CHECKPOINT") or None,
         byo_nodes=frozenset(n.strip() for n in env["STOKER_GEN_BYO_NODES"].split(",") if n.strip())

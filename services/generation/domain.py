@@ -131,6 +131,7 @@ class Complete(msgspec.Struct, frozen=True, kw_only=True):
     outputs: tuple[ev.Output, ...]
     at: datetime
     node_errors: dict[str, Any] = {}
+    ran_until: datetime | None = None  # when the prompt ended on the host, if a resumed attempt found it ended
 
 
 class Fail(msgspec.Struct, frozen=True, kw_only=True):
@@ -142,6 +143,7 @@ class Fail(msgspec.Struct, frozen=True, kw_only=True):
     node_errors: dict[str, Any] = {}
     node_id: str | None = None
     node_type: str | None = None
+    ran_until: datetime | None = None
 
 
 class LoseInstance(msgspec.Struct, frozen=True, kw_only=True):
@@ -199,11 +201,17 @@ def normalize_tag(tag: str) -> str:
     return out
 
 
-def _cost(attempt: Attempt | None, at: datetime) -> tuple[float, float]:
-    """Seconds the attempt held its instance, and what that cost at the instance's $/h."""
+def _cost(attempt: Attempt | None, at: datetime, ran_until: datetime | None = None) -> tuple[float, float]:
+    """Seconds the attempt used its instance, and what that cost at the instance's $/h.
+
+    From the claim to ``at``; or, when a resumed attempt found the prompt already ended on the
+    host (its worker had died), only until ``ran_until``: the user does not pay for Stoker's
+    downtime. ``ran_until`` comes from the host's clock, so it is kept between claim and ``at``.
+    """
     if attempt is None or attempt.claimed_at is None:
         return 0.0, 0.0
-    seconds = max(0.0, (at - attempt.claimed_at).total_seconds())
+    end = at if ran_until is None else min(at, max(ran_until, attempt.claimed_at))
+    seconds = max(0.0, (end - attempt.claimed_at).total_seconds())
     return round(seconds, 3), round(attempt.dph * seconds / 3600.0, 6)
 
 
@@ -236,7 +244,7 @@ def decide(job: Job, command: Command) -> list[Event]:
                 return []
             if cur is None or cur.prompt_id != command.prompt_id:
                 raise DomainError(f"prompt {command.prompt_id} is not the job's current attempt")
-            seconds, cost = _cost(cur, command.at)
+            seconds, cost = _cost(cur, command.at, command.ran_until)
             return [ev.GenerationCompleted(prompt_id=cur.prompt_id, outputs=command.outputs, cost=cost,
                                            seconds=seconds, attempt=cur.number, node_errors=command.node_errors),
                     ev.GenerationCharged(user_id=job.user_id, amount=cost, seconds=seconds, dph=cur.dph,
@@ -244,7 +252,7 @@ def decide(job: Job, command: Command) -> list[Event]:
         case Fail():
             if job.terminal:
                 return []
-            _, cost = _cost(job.current, command.at)
+            _, cost = _cost(job.current, command.at, command.ran_until)
             return [ev.GenerationFailed(reason=command.reason, message=command.message,
                                         node_errors=command.node_errors, cost=cost, node_id=command.node_id,
                                         node_type=command.node_type)]

@@ -7,6 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from libs.contracts.host_files import BLANK_PNG, FileRef
 from libs.events import (
     Aggregate,
     ConcurrencyError,
@@ -148,8 +149,12 @@ class FakeHost:
         self.running: set[str] = set()
         self.pending: set[str] = set()
         self.posted: list[str] = []
-        self.uploads: dict[str, bytes] = {}
-        self.files: dict[str, bytes] = {}
+        self.uploads: dict[str, bytes] = {}  # input files by ``subfolder/name``
+        self.files: dict[str, bytes] = {}  # output files by name
+        self.wipes = 0
+        self.placed: list[str] = []
+        self.agent = True  # False: a plain ComfyUI (no delete routes, no wipe)
+        self.clock_ms: Callable[[], int] | None = None  # stamps history messages like ComfyUI does
         self.sockets: dict[int, FakeSocket] = {}
         self.interrupted: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -219,6 +224,8 @@ class FakeHost:
 
     def _finish(self, pid: str, status: str, messages: list[Any], outputs: dict[str, Any] | None = None) -> None:
         self.running.discard(pid)
+        if self.clock_ms is not None:
+            messages = [[kind, {**data, "timestamp": self.clock_ms()}] for kind, data in messages]
         self.history_[pid] = {"outputs": outputs or {}, "status": {"status_str": status,
                                                                     "completed": status == "success",
                                                                     "messages": messages}}
@@ -260,6 +267,42 @@ class FakeHost:
             self.pending.discard(pid)
 
 
+class FakeHostFiles:
+    """A fake host's user files (``HostFiles``): inputs in ``uploads``, outputs in ``files``."""
+
+    def __init__(self, host: FakeHost) -> None:
+        self.host = host
+
+    async def place(self, path: str, data: bytes) -> str:
+        """Keep an input."""
+        self.host._check()
+        self.host.uploads[path] = data
+        self.host.placed.append(path)
+        return path
+
+    async def remove(self, files: Sequence[FileRef]) -> None:
+        """Remove (or, without the agent, blank) these files."""
+        self.host._check()
+        for ref in files:
+            store = self.host.uploads if ref.folder == "input" else self.host.files
+            key = ref.path if ref.folder == "input" else ref.filename
+            if key in store:
+                if self.host.agent:
+                    del store[key]
+                else:
+                    store[key] = BLANK_PNG
+
+    async def wipe(self) -> bool:
+        """Remove every user file (only with the agent)."""
+        self.host._check()
+        if not self.host.agent:
+            return False
+        self.host.wipes += 1
+        self.host.uploads.clear()
+        self.host.files.clear()
+        return True
+
+
 class FakeHosts:
     """Hosts by base URL."""
 
@@ -269,6 +312,10 @@ class FakeHosts:
     def host(self, base_url: str) -> FakeHost:
         """The host at ``base_url``."""
         return self.by_url[base_url]
+
+    def files(self, base_url: str) -> FakeHostFiles:
+        """The host's user files."""
+        return FakeHostFiles(self.by_url[base_url])
 
 
 class FakeSender:

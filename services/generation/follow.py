@@ -88,6 +88,16 @@ def from_history(entry: dict[str, Any]) -> Outcome | None:
     return None
 
 
+def ended_ms(entry: dict[str, Any]) -> int | None:
+    """When the prompt ended on the host (ms since the epoch, host clock), if ComfyUI recorded it."""
+    for kind, data in reversed((entry.get("status") or {}).get("messages") or []):
+        if kind in ("execution_success", "execution_error", "execution_interrupted") and isinstance(data, dict):
+            stamp = data.get("timestamp")
+            if isinstance(stamp, int | float) and not isinstance(stamp, bool) and stamp > 0:
+                return int(stamp)
+    return None
+
+
 def failure(data: dict[str, Any]) -> ExecutionFailed:
     """ExecutionFailed from an ``execution_error`` message, in ComfyUI's words."""
     message = str(data.get("exception_message") or "execution error").strip()
@@ -109,6 +119,7 @@ class Follower:
         self._posted = False
         self._may_post = True
         self.node_errors: dict[str, Any] = {}
+        self.ended_ms: int | None = None  # the host's end time of the prompt, from its history entry
 
     def _unreachable(self, exc: Exception) -> HostLost | None:
         now = time.monotonic()
@@ -210,6 +221,7 @@ class Follower:
             if entry is not None:
                 outcome = from_history(entry)
                 if outcome is not None:
+                    self.ended_ms = ended_ms(entry)
                     return outcome
             if repost or self._interrupt_at is not None:
                 running, pending = await self.host.queue()

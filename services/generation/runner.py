@@ -5,6 +5,10 @@ resumes: same instance, prompt id and client id as recorded in ``GenerationClaim
 again through ``/history`` and ``/queue``. A lost instance ends the attempt and the job takes
 another one. Completion and the charge are one append at the job's expected version, so a
 job completes (and is charged) once however many workers saw it.
+
+Tenants share instances, not files: a fresh attempt wipes its instance, places the job's
+inputs under the job's own unguessable folder, and when the job ends removes its inputs and
+outputs before the lease is released (``host_files.py``).
 """
 
 from __future__ import annotations
@@ -15,11 +19,13 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, Protocol
 
 import msgspec
 
+from libs.contracts.host_files import FileRef, split
 from libs.events import (
     Aggregate,
     ConcurrencyError,
@@ -36,8 +42,9 @@ from services.pool.api import Claim as PoolClaim
 from services.pool.view import PoolView
 
 from . import domain as d
+from . import workflow as wf
 from .api import Progress
-from .comfy import ComfyError, ComfyHost, Hosts
+from .comfy import ComfyError, ComfyHost, Hosts, HostUnreachable
 from .comfy_spans import NodeSpans
 from .follow import (
     ExecutionFailed,
@@ -48,6 +55,7 @@ from .follow import (
     Rejected,
     Succeeded,
 )
+from .host_files import HostFiles, host_files_of
 from .metrics import GenMetrics
 from .outputs import Objects, content_type, object_name
 from .pool_client import Pool, PoolUnavailable
@@ -90,6 +98,15 @@ class Stored(NamedTuple):
     node_errors: dict[str, Any]
 
 
+@dataclass
+class AttemptRun:
+    """What one attempt learned while it ran: the job as it is now, and for the clean-up and the charge."""
+
+    job: d.Job
+    ran_until: datetime | None = None  # the prompt's end on the host, when a resumed attempt found it ended
+    host_files: list[FileRef] | None = None  # outputs the prompt wrote on the instance (None: ask its history)
+
+
 Result = Stored | Rejected | ExecutionFailed | Interrupted | HostLost | TimedOut
 
 
@@ -110,7 +127,8 @@ class RunnerSettings(msgspec.Struct, frozen=True, kw_only=True):
     """How a worker runs jobs."""
 
     max_attempts: int = 3  # instances a job may lose before it fails
-    lease_s: float = 300.0  # claim lease, renewed every third of it
+    lease_s: float = 30.0  # claim lease, renewed every third of it: a dead worker's instance comes free soon
+    stray_after_s: float = 5.0  # a claim of this job older than this and not its current one is a dead worker's
     job_timeout_s: float = 1800.0
     claim_wait_s: float = 5.0  # hold a message this long waiting for a free instance, then nak
     nak_s: float = 1.0
@@ -232,12 +250,14 @@ class JobRunner:
         if job.terminal or (job.current is not None and not redelivered):
             await self._drop_claim(early)  # finished, or a duplicate message of a job another worker runs
             if job.terminal:
-                if redelivered and job.current is not None:  # its worker may have died before releasing
-                    self._spawn(self._release(job.current.instance_id, job.current.lease_id))
+                if redelivered and job.current is not None:  # its worker may have died before handing back
+                    self._spawn(self._hand_back(job, job.current, None))
                 await self._after_terminal(job)
             return Ack()
         if job.cancel_requested:
             cancel.set()
+        if redelivered:
+            self._release_strays(job)
         while not job.terminal:
             resume = job.current is not None
             if job.current is None:
@@ -261,8 +281,8 @@ class JobRunner:
                 early = None
             attempt = job.current
             assert attempt is not None
-            result, job = await self._attempt(job, attempt, resume, cancel)
-            job = await self._conclude(job, attempt, result, cancel)
+            result, run = await self._attempt(job, attempt, resume, cancel)
+            job = await self._conclude(run.job, attempt, result, cancel, run)
         await self._after_terminal(job)
         return Ack()
 
@@ -315,25 +335,40 @@ class JobRunner:
         except PoolUnavailable as exc:
             log.info("release of %s failed (its lease will expire): %s", instance_id, exc)
 
+    def _release_strays(self, job: d.Job) -> None:
+        """Release claims a dead worker made for this job and never recorded (or recorded and lost)."""
+        pool = self.deps.pool_view()
+        if pool is None:
+            return
+        holder = f"gen:{job.id}"
+        current = job.current.lease_id if job.current is not None else None
+        before = self.deps.clock() - timedelta(seconds=self.settings.stray_after_s)
+        for inst in pool.instances.values():
+            lease = inst.lease
+            if (inst.phase == "claimed" and lease is not None and lease.holder == holder
+                    and lease.lease_id != current and inst.phase_since is not None and inst.phase_since <= before):
+                log.info("job %s: releasing %s, claimed by a worker that is gone", job.id, inst.id)
+                self._spawn(self._release(inst.id, lease.lease_id))
+
     def _gone(self, instance_id: str) -> bool:
         pool = self.deps.pool_view()
         inst = pool.instances.get(instance_id) if pool else None
         return inst is not None and inst.phase in ("terminating", "terminated", "failed")
 
     async def _attempt(self, job: d.Job, attempt: d.Attempt, resume: bool,
-                       cancel: asyncio.Event) -> tuple[Result, d.Job]:
+                       cancel: asyncio.Event) -> tuple[Result, AttemptRun]:
         """Post (or find again) the prompt on the attempt's host, follow it, store its outputs."""
-        state = {"job": job}
+        state = AttemptRun(job)
         with tracing.span("generation", "gen.attempt", attributes={
                 "stoker.job_id": job.id, "stoker.attempt": attempt.number, "stoker.instance_id": attempt.instance_id,
                 "comfy.prompt_id": attempt.prompt_id, "stoker.resume": resume}) as span:
             result = await self._follow(state, attempt, resume, cancel)
             span.set_attribute("stoker.outcome", type(result).__name__)
-        return result, state["job"]
+        return result, state
 
-    async def _follow(self, state: dict[str, d.Job], attempt: d.Attempt, resume: bool,
+    async def _follow(self, state: AttemptRun, attempt: d.Attempt, resume: bool,
                       cancel: asyncio.Event) -> Result:
-        job = state["job"]
+        job = state.job
         if self._gone(attempt.instance_id):
             return HostLost("the pool reports the instance terminated")
         req = job.request
@@ -344,7 +379,7 @@ class JobRunner:
         nodes = NodeSpans(prompt, attempt.prompt_id)
 
         async def started() -> None:
-            state["job"] = await self.decide(state["job"], d.Start(prompt_id=attempt.prompt_id))
+            state.job = await self.decide(state.job, d.Start(prompt_id=attempt.prompt_id))
 
         async def progress(kind: str, data: dict[str, Any]) -> None:
             nonlocal seq
@@ -369,20 +404,31 @@ class JobRunner:
                 may_post = await self.deps.pool.renew(attempt.instance_id, attempt.lease_id, self.settings.lease_s)
             except PoolUnavailable:
                 may_post = False
+        try:  # also checked at submit: this covers jobs queued before that check existed
+            wf.check_files(prompt, frozenset(req.uploads))
+        except wf.WorkflowError as exc:
+            return Rejected(str(exc), exc.node_errors)
+        files = self.deps.hosts.files(attempt.base_url)
         keeper = asyncio.create_task(self._keep_lease(attempt))
         limit = asyncio.timeout(max(left, 0.001))
         try:
             async with limit:
-                for filename, obj in req.uploads.items():
+                if not resume:  # the instance changed hands: nothing of others stays
+                    await self._wipe(files, attempt)
+                for path, obj in req.uploads.items():
                     data = await self.deps.objects.get(obj)
                     if data is None:
                         return Rejected(f"input image {obj} does not exist (any more)", {})
-                    await host.upload_image(filename, data)
-                follower = Follower(host, prompt=prompt, prompt_id=attempt.prompt_id, client_id=attempt.client_id,
+                    await files.place(path, data)
+                follower = Follower(host, prompt=wf.for_job(prompt, job.id), prompt_id=attempt.prompt_id,
+                                    client_id=attempt.client_id,
                                     on_message=progress, gone=lambda: self._gone(attempt.instance_id), cancel=cancel,
                                     settings=self.settings.follow, on_accepted=started)
                 outcome = await follower.run(resume, may_post)
+                if resume and follower.ended_ms is not None:  # its first worker died: charge the host's run only
+                    state.ran_until = datetime.fromtimestamp(follower.ended_ms / 1000, UTC)
                 if isinstance(outcome, Succeeded):
+                    state.host_files = host_files_of(outcome.outputs)
                     return Stored(await self._store_outputs(job, host, outcome.outputs), outcome.node_errors)
                 return outcome
         except TimeoutError:
@@ -399,15 +445,27 @@ class JobRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
 
+    async def _wipe(self, files: HostFiles, attempt: d.Attempt) -> None:
+        try:
+            if not await files.wipe():
+                log.debug("%s cannot be wiped (no agent); job files are removed one by one", attempt.base_url)
+        except HostUnreachable:
+            raise
+        except ComfyError as exc:  # names are unguessable and loads checked: run, but say so
+            log.warning("could not wipe %s before job %s: %s", attempt.instance_id, attempt.prompt_id, exc)
+
     async def _keep_lease(self, attempt: d.Attempt) -> None:
+        delay = self.settings.lease_s / 3
         while True:
-            await asyncio.sleep(self.settings.lease_s / 3)
+            await asyncio.sleep(delay)
             try:
                 if not await self.deps.pool.renew(attempt.instance_id, attempt.lease_id, self.settings.lease_s):
                     log.warning("lease on %s is gone; the job continues on it", attempt.instance_id)
                     return
+                delay = self.settings.lease_s / 3
             except PoolUnavailable as exc:
                 log.info("lease renewal failed, will retry: %s", exc)
+                delay = min(1.0, self.settings.lease_s / 6)  # the lease is short: retry soon
 
     async def _store_outputs(self, job: d.Job, host: ComfyHost, ui: dict[str, Any]) -> tuple[ev.Output, ...]:
         """Copy every output file (and text) from the host to the object store."""
@@ -439,20 +497,22 @@ class JobRunner:
         return ev.Output(object_name=name, filename=filename, content_type=ctype, size=stored.size,
                          sha256=stored.sha256, node_id=node_id)
 
-    async def _conclude(self, job: d.Job, attempt: d.Attempt, outcome: Result, cancel: asyncio.Event) -> d.Job:
+    async def _conclude(self, job: d.Job, attempt: d.Attempt, outcome: Result, cancel: asyncio.Event,
+                        run: AttemptRun | None = None) -> d.Job:
         now = self.deps.clock()
+        ran_until = run.ran_until if run is not None else None
         if job.terminal or job.current is None or job.current.prompt_id != attempt.prompt_id:
             return job  # someone else concluded this attempt meanwhile
         match outcome:
             case Stored():
                 cmd: d.Command = d.Complete(prompt_id=attempt.prompt_id, outputs=outcome.outputs, at=now,
-                                            node_errors=outcome.node_errors)
+                                            node_errors=outcome.node_errors, ran_until=ran_until)
             case Rejected():
                 cmd = d.Fail(reason="validation", message=outcome.message, node_errors=outcome.node_errors, at=now)
             case ExecutionFailed():
                 where = f"{outcome.node_type} (node {outcome.node_id})" if outcome.node_id else "ComfyUI"
                 cmd = d.Fail(reason="execution_error", message=f"{where}: {outcome.message}", at=now,
-                             node_id=outcome.node_id, node_type=outcome.node_type,
+                             ran_until=ran_until, node_id=outcome.node_id, node_type=outcome.node_type,
                              node_errors={outcome.node_id: {"exception_type": outcome.exception_type,
                                                             "message": outcome.message}} if outcome.node_id else {})
             case Interrupted():
@@ -469,8 +529,27 @@ class JobRunner:
                              "was stopped; lower steps or size, or raise STOKER_GEN_JOB_TIMEOUT", at=now)
         job = await self.decide(job, cmd)
         if job.terminal:
-            self._spawn(self._release(attempt.instance_id, attempt.lease_id))
+            self._spawn(self._hand_back(job, attempt, run.host_files if run is not None else None))
+        elif isinstance(outcome, HostLost):  # the job goes elsewhere; the instance may still hold its files
+            self._spawn(self._remove_files(job, attempt, []))
         return job
+
+    async def _remove_files(self, job: d.Job, attempt: d.Attempt, outputs: list[FileRef] | None) -> None:
+        """Remove the attempt's inputs and outputs from its instance (``outputs`` None: ask its history)."""
+        req = job.request
+        try:
+            if outputs is None:
+                entry = await self.deps.hosts.host(attempt.base_url).history(attempt.prompt_id)
+                outputs = host_files_of((entry or {}).get("outputs") or {})
+            inputs = [FileRef("input", *split(path)) for path in (req.uploads if req is not None else {})]
+            await self.deps.hosts.files(attempt.base_url).remove([*inputs, *outputs])
+        except ComfyError as exc:  # the next claim wipes the instance anyway
+            log.info("could not remove job %s's files from %s: %s", job.id, attempt.instance_id, exc)
+
+    async def _hand_back(self, job: d.Job, attempt: d.Attempt, outputs: list[FileRef] | None) -> None:
+        """The job is over on this instance: remove its files, then release the lease."""
+        await self._remove_files(job, attempt, outputs)
+        await self._release(attempt.instance_id, attempt.lease_id)
 
     async def _after_terminal(self, job: d.Job) -> None:
         if job.webhook_pending and job.webhook_attempts == 0:

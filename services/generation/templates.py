@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 
 import msgspec
 
+from libs.contracts import host_files
 from libs.events.generation import MuseSpec
 
 from . import workflow as wf
@@ -127,8 +128,12 @@ def _value(name: str, p: Param, raw: Any) -> Any:
 
 def bind(template: Template, params: dict[str, Any], *, job_id: str, user_id: str, seed: int,
          preset: str | None = None, default_checkpoint: str | None = None, muse: MuseSpec | None = None,
-         variation: str | None = None) -> Bound:
-    """Validate ``params`` and set them into a copy of the template's workflow."""
+         variation: str | None = None, input_token: str | None = None) -> Bound:
+    """Validate ``params`` and set them into a copy of the template's workflow.
+
+    An input image is placed on the instance under the job's own unguessable folder
+    (``input_token``, random when not given): no other job can name it.
+    """
     unknown = sorted(set(params) - set(template.params))
     if unknown:
         raise DomainError(f"unknown parameter(s) {', '.join(unknown)} for template {template.name}; "
@@ -169,8 +174,7 @@ def bind(template: Template, params: dict[str, Any], *, job_id: str, user_id: st
         obj = values["image"]
         if not obj.startswith(user_prefix(user_id)):
             raise DomainError(f"params.image: {obj!r} is not one of your objects", "NOT_FOUND")
-        filename = f"stoker_{job_id}.png"
-        uploads[filename] = obj
+        uploads[host_files.input_name(input_token or host_files.new_token(), "image.png")] = obj
     prompt = copy.deepcopy(template.workflow)
     for name, value in values.items():
         bound = next(iter(uploads)) if name == "image" else value

@@ -8,6 +8,7 @@ with per-node messages in ComfyUI's ``node_errors`` shape.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -20,6 +21,18 @@ OUTPUT_CLASSES = frozenset({"SaveImage", "PreviewImage", "SaveAnimatedPNG", "Sav
 LOADER_CLASSES = frozenset({"CheckpointLoaderSimple", "CheckpointLoader", "UNETLoader", "LoraLoader",
                             "VAELoader", "CLIPLoader", "DualCLIPLoader", "ControlNetLoader", "UpscaleModelLoader",
                             "unCLIPCheckpointLoader", "ImageOnlyCheckpointLoader"})
+
+# Inputs that read a file from the instance's input, output or temp folder (core ComfyUI and
+# well-known custom nodes). A job may load only the files it brought (see ``check_files``).
+FILE_INPUTS: dict[str, tuple[str, ...]] = {
+    "LoadImage": ("image",), "LoadImageMask": ("image",), "LoadImageOutput": ("image",), "LoadVideo": ("file",),
+    "Load3D": ("model_file",), "Load3DAnimation": ("model_file",), "LoadLatent": ("latent",),
+    "LoadAudio": ("audio",), "LoadImageSetFromFolderNode": ("folder",), "LoadImageTextSetFromFolderNode": ("folder",),
+    "VHS_LoadVideo": ("video",), "VHS_LoadVideoPath": ("video",), "VHS_LoadImages": ("directory",),
+    "VHS_LoadImagesPath": ("directory",), "VHS_LoadAudio": ("audio_file",), "VHS_LoadAudioUpload": ("audio",),
+    "LoadImagesFromDirectory": ("directory",), "Image Load": ("image_path",),
+}
+_ANNOTATION = re.compile(r"\s*\[(input|output|temp)\]\s*$")
 
 
 class WorkflowError(Exception):
@@ -137,6 +150,48 @@ def _find_cycle(workflow: dict[str, Any]) -> list[str]:
     return []
 
 
+def _reads_files(class_type: str, name: str) -> bool:
+    return name in FILE_INPUTS.get(class_type, ()) or (
+        class_type.startswith(("Load", "VHS_Load")) and name in ("image", "file", "video", "audio", "folder",
+                                                                 "directory", "path", "image_path", "latent"))
+
+
+def _file_problem(class_type: str, name: str, value: str, own: frozenset[str]) -> str | None:
+    """Why ``value`` of input ``name`` may not be read by this job (None: it may)."""
+    match = _ANNOTATION.search(value)
+    plain = value[:match.start()] if match else value
+    if match and match.group(1) != "input":
+        return f"{name}: {value!r} names a file in the instance's {match.group(1)} folder"
+    if plain in own:
+        return None
+    if _reads_files(class_type, name):
+        return (f"{name}: {value!r} is not a file this job brought (a job can load only its own inputs: "
+                "pass an image parameter of a template)")
+    if match:
+        return f"{name}: {value!r} names a file on the instance"
+    return None  # other inputs (a save node's "../x" prefix) are ComfyUI's to refuse
+
+
+def check_files(workflow: dict[str, Any], own: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """Refuse file reads of anything but ``own`` (the job's placed inputs): another tenant's inputs,
+    outputs or temp files on a shared instance, annotated (``name [output]``) or ``..`` paths.
+
+    Returns the workflow, or raises WorkflowError with per-node errors.
+    """
+    errors: dict[str, Any] = {}
+    for nid, node in workflow.items():
+        class_type = str(node.get("class_type", ""))
+        problems = [p for name, value in (node.get("inputs") or {}).items() if isinstance(value, str)
+                    and (p := _file_problem(class_type, str(name), value, own)) is not None]
+        if problems:
+            errors[nid] = {"errors": [{"type": "file_not_allowed", "message": "File not allowed", "details": p,
+                                       "extra_info": {}} for p in problems],
+                           "dependent_outputs": [], "class_type": class_type}
+    if errors:
+        raise WorkflowError(_summary(errors), errors)
+    return workflow
+
+
 def checkpoint_of(workflow: dict[str, Any]) -> str | None:
     """The checkpoint the workflow loads (for routing), if any."""
     for node in workflow.values():
@@ -157,6 +212,17 @@ def work_units(workflow: dict[str, Any]) -> float:
     steps = sum(int(n.get("inputs", {}).get("steps", 0)) for n in workflow.values()
                 if isinstance(n.get("inputs", {}).get("steps"), int))
     return max(1.0, steps * max(area, 1.0))
+
+
+JOB_INPUT = "stoker_job"
+
+
+def for_job(workflow: dict[str, Any], job_id: str) -> dict[str, Any]:
+    """A copy whose output nodes carry the job id as an extra input (ComfyUI ignores inputs a node does not
+    declare, but keys its cache on every input): an identical prompt of another job runs its output nodes
+    again instead of answering with files a previous job wrote and that were removed with it."""
+    return {nid: {**node, "inputs": {**node.get("inputs", {}), JOB_INPUT: job_id}}
+            if is_output(str(node.get("class_type", ""))) else node for nid, node in workflow.items()}
 
 
 def set_output_prefix(workflow: dict[str, Any], prefix: str, nodes: list[str]) -> dict[str, Any]:

@@ -141,3 +141,17 @@ def test_tags_are_normalized_and_only_on_own_outputs() -> None:
     assert gone.deleted == (OUT.object_name,) and gone.tags == {}
     with pytest.raises(d.DomainError):
         d.decide(gone, d.DeleteOutput(object_name=OUT.object_name))
+
+
+def test_a_resumed_attempt_is_charged_until_its_prompt_ended_on_the_host() -> None:
+    job = given(REQ, claimed())  # claimed at T0 + 1 s
+    at = T0 + timedelta(seconds=41)  # found by another worker 30 s after the prompt ended
+    [done, charged] = d.decide(job, d.Complete(prompt_id="p1", outputs=(OUT,), at=at,
+                                                ran_until=T0 + timedelta(seconds=11)))
+    assert done.seconds == charged.seconds == 10.0 and charged.amount == round(0.36 * 10 / 3600, 6)
+    late = d.decide(job, d.Complete(prompt_id="p1", outputs=(), at=at, ran_until=at + timedelta(hours=1)))
+    assert late[1].seconds == 40.0  # a host clock ahead: never more than claim to now
+    early = d.decide(job, d.Complete(prompt_id="p1", outputs=(), at=at, ran_until=T0 - timedelta(hours=1)))
+    assert early[1].seconds == 0.0  # a host clock behind: never less than nothing
+    [failed] = d.decide(job, d.Fail(reason="execution_error", message="x", at=at, ran_until=T0 + timedelta(seconds=6)))
+    assert failed.cost == round(0.36 * 5 / 3600, 6)

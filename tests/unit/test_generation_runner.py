@@ -1,14 +1,17 @@
 """The job runner against in-memory fakes: success, ComfyUI's errors, lost hosts, resume, exactly once, cancel."""
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
+from libs.contracts.host_files import BLANK_PNG
 from libs.events import NEW, Metadata, codec
 from libs.events import generation as ev
 from services.generation import domain as d
 from services.generation.api import Progress
 from services.generation.fakes import (
+    T0,
     FakeClock,
     FakeHost,
     FakeHosts,
@@ -26,6 +29,8 @@ from services.generation.runner import (
     Signal,
     job_aggregate,
 )
+from services.pool.instance import Instance, Lease
+from services.pool.view import PoolView
 
 pytestmark = pytest.mark.timeout(10)
 PROMPT = {"1": {"class_type": "EmptyImage", "inputs": {}}, "2": {"class_type": "SaveImage", "inputs": {}}}
@@ -42,6 +47,7 @@ class World:
         self.published: list[Progress] = []
         self.webhooks: list[str] = []
         self.clock = FakeClock(step=0.5)
+        self.pool_view: PoolView | None = None
 
         async def publish(subject: str, data: bytes) -> None:
             self.published.append(codec.decoder_for(Progress).decode(data))
@@ -50,7 +56,7 @@ class World:
             self.webhooks.append(job_id)
 
         self.runner = JobRunner(Deps(store=self.store, pool=self.pool, hosts=FakeHosts(*self.hosts),
-                                     objects=self.objects, publish=publish, pool_view=lambda: None,
+                                     objects=self.objects, publish=publish, pool_view=lambda: self.pool_view,
                                      waiting_jobs=lambda: 1, enqueue_webhook=enqueue_webhook, clock=self.clock,
                                      pool_changed=Signal()), settings)
 
@@ -225,3 +231,82 @@ async def test_a_dropped_socket_falls_back_to_polling_history() -> None:
     job = await w.job()
     assert job.status == "completed" and job.attempts == 1 and len(job.outputs) == 1
     assert [p.step for p in w.published if p.kind == "progress"] == [1, 2]  # then the socket was gone
+
+
+INPUT = "stoker/" + "ab" * 16 + "/image.png"
+
+
+async def test_a_job_finds_the_instance_wiped_and_leaves_nothing_of_its_own_behind() -> None:
+    w = World()
+    host = w.hosts[0]
+    host.uploads["victim.png"] = b"another tenant's image"  # left by someone (a crash, an old version)
+    host.files["theirs_00001_.png"] = b"another tenant's output"
+    await w.objects.put("gen/u1/j0/00-a.png", b"\x89PNG private", "image/png")
+    await w.submit(uploads={INPUT: "gen/u1/j0/00-a.png"})
+    assert await w.runner.run("j1", None, redelivered=False) == Ack()
+    await w.runner.drain()
+    assert host.wipes == 1 and host.placed == [INPUT]  # wiped when claimed, then the job's input placed
+    assert host.uploads == {} and host.files == {}  # its input and its output are gone after it
+    [out] = (await w.job()).outputs
+    assert w.objects.data[out.object_name][0].startswith(b"\x89PNG fake")  # stored before they were removed
+    assert w.pool.releases == ["i1"]
+
+
+async def test_on_a_plain_comfyui_the_jobs_files_are_blanked_since_they_cannot_be_deleted() -> None:
+    w = World()
+    host = w.hosts[0]
+    host.agent = False
+    await w.objects.put("gen/u1/j0/00-a.png", b"\x89PNG private", "image/png")
+    await w.submit(uploads={INPUT: "gen/u1/j0/00-a.png"})
+    await w.runner.run("j1", None, redelivered=False)
+    await w.runner.drain()
+    assert host.wipes == 0 and host.uploads == {INPUT: BLANK_PNG}
+    assert list(host.files.values()) == [BLANK_PNG]
+
+
+async def test_a_queued_workflow_that_loads_someone_elses_file_is_refused_before_it_runs() -> None:
+    w = World()
+    w.hosts[0].uploads["victim.png"] = b"x"
+    stolen = {"1": {"class_type": "LoadImage", "inputs": {"image": "victim.png"}},
+              "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0]}}}
+    await w.store.append(job_aggregate("j1"), [ev.GenerationRequested(user_id="u2", workflow=stolen)], NEW,
+                         Metadata(actor="t"))
+    assert await w.runner.run("j1", None, redelivered=False) == Ack()
+    job = await w.job()
+    assert job.failure.reason == "validation" and "victim.png" in job.failure.message
+    assert w.hosts[0].posted == []
+
+
+async def test_a_resumed_job_is_charged_until_its_prompt_ended_not_until_a_new_worker_found_it() -> None:
+    w = World()
+    w.clock.step = 0.0
+    w.hosts[0].clock_ms = lambda: int((T0 + timedelta(seconds=2)).timestamp() * 1000)  # ended 2 s after the claim
+    await w.submit()
+    await claimed_elsewhere(w, post=True)  # claimed at T0 (the store's clock) by a worker that then died
+    for _ in range(100):
+        if "p-fixed" in w.hosts[0].history_:
+            break
+        await asyncio.sleep(0.01)
+    w.clock.advance(30)  # the downtime before the job was redelivered
+    assert await w.runner.run("j1", None, redelivered=True) == Ack()
+    job = await w.job()
+    assert job.status == "completed" and job.seconds == 2.0 and job.cost == round(0.4 * 2 / 3600, 6)
+
+
+async def test_a_redelivered_job_releases_claims_its_dead_worker_made_and_never_used() -> None:
+    w = World(FakeHost("http://h1"), FakeHost("http://h2"), FakeHost("http://h3"))
+    await w.submit()
+    await claimed_elsewhere(w, post=True)
+    w.pool.held.update({"i2": "stray", "i3": "fresh"})
+    now = w.clock.now
+
+    def claimed(iid: str, lease: str, since) -> Instance:
+        return Instance(id=iid, pool_id="p", phase="claimed", phase_since=since,
+                        lease=Lease(lease_id=lease, holder="gen:j1", expires_at=now + timedelta(seconds=30)))
+    w.pool_view = PoolView(pool_id="p", instances={
+        "i1": claimed("i1", "l0", now - timedelta(seconds=60)),  # the job's own attempt: kept
+        "i2": claimed("i2", "stray", now - timedelta(seconds=60)),  # claimed, then the worker died
+        "i3": claimed("i3", "fresh", now)})  # too new to tell (a claim in flight)
+    assert await w.runner.run("j1", None, redelivered=True) == Ack()
+    await w.runner.drain()
+    assert sorted(w.pool.releases) == ["i1", "i2"]  # i1 after the job, i2 at once; i3 left to its lease

@@ -80,9 +80,14 @@ def test_bad_parameters_say_what_is_wrong(params: dict, preset: str | None, word
 
 
 def test_img2img_uploads_the_users_own_image_only() -> None:
-    b = bind("img2img", {"prompt": "x", "image": "gen/u1/j0/00-a.png", "denoise": 0.5})
-    assert b.uploads == {"stoker_j1.png": "gen/u1/j0/00-a.png"}
-    assert b.prompt["10"]["inputs"]["image"] == "stoker_j1.png" and b.prompt["3"]["inputs"]["denoise"] == 0.5
+    token = "0123456789abcdef" * 2
+    b = bind("img2img", {"prompt": "x", "image": "gen/u1/j0/00-a.png", "denoise": 0.5}, input_token=token)
+    assert b.uploads == {f"stoker/{token}/image.png": "gen/u1/j0/00-a.png"}  # the job's own unguessable folder
+    assert b.prompt["10"]["inputs"]["image"] == f"stoker/{token}/image.png"
+    assert b.prompt["3"]["inputs"]["denoise"] == 0.5
+    other = bind("img2img", {"prompt": "x", "image": "gen/u1/j0/00-a.png"})
+    [name] = other.uploads
+    assert name.startswith("stoker/") and name != f"stoker/{token}/image.png"  # random when not given
     with refused("NOT_FOUND"):
         bind("img2img", {"prompt": "x", "image": "gen/u2/j0/00-a.png"})
     with refused() as err:
@@ -108,7 +113,7 @@ def test_a_muse_shapes_prompt_negative_checkpoint_and_reference() -> None:
     assert b.prompt["7"]["inputs"]["text"] == "lowres, blur" and b.checkpoint == "muse.safetensors"
     night = bind("txt2img", {"prompt": "portrait"}, muse=muse, variation="night")
     assert night.prompt["6"]["inputs"]["text"] == "portrait, green eyes, red bob, neon noir, rain"
-    assert bind("img2img", {"prompt": "p"}, muse=muse).uploads == {"stoker_j1.png": "gen/u1/j0/00-r.png"}
+    assert list(bind("img2img", {"prompt": "p"}, muse=muse).uploads.values()) == ["gen/u1/j0/00-r.png"]
     with refused():
         bind("txt2img", {"prompt": "p"}, muse=muse, variation="day")
 

@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from services.pool.sim import images
 from services.pool.sim.clock import Clock
+from services.pool.sim.comfy_files import resolve
 from services.pool.sim.comfy_nodes import NODES, NodeEnv, NodeFailure, RunInfo
 from services.pool.sim.config import SimConfig
 from services.pool.sim.images import Latent
@@ -168,8 +169,8 @@ class Executor:
             for name, val in node["inputs"].items():
                 parts[name] = ["link", sigs[val[0]], val[1]] if isinstance(val, list) and len(val) == 2 else val
             if node["class_type"] == "LoadImage":
-                sub, _, fname = str(node["inputs"].get("image")).rpartition("/")
-                parts["#file"] = hashlib.sha256(self.env.read_file("input", sub, fname) or b"").hexdigest()
+                where = resolve(str(node["inputs"].get("image")))
+                parts["#file"] = hashlib.sha256((self.env.read_file(*where) if where else None) or b"").hexdigest()
             raw = json.dumps([node["class_type"], parts], sort_keys=True, default=repr)
             sigs[nid] = hashlib.sha256(raw.encode()).hexdigest()
         return sigs

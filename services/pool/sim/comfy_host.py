@@ -13,6 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.pool.sim import comfy_files
 from services.pool.sim.clock import Clock
 from services.pool.sim.comfy_exec import Executor
 from services.pool.sim.comfy_nodes import NODES, counter_of
@@ -51,8 +52,8 @@ class ComfyHost:
         return sorted(name for f, name, ready in self.spec.models if f == folder and now >= ready)
 
     def input_files(self) -> list[str]:
-        """Uploaded input images (``sub/name`` when in a subfolder)."""
-        return [f"{sub}/{name}" if sub else name for kind, sub, name in self.store if kind == "input"]
+        """Input images at the top of the input folder (ComfyUI's LoadImage lists no subfolders)."""
+        return [name for kind, sub, name in self.store if kind == "input" and not sub]
 
     def read_file(self, kind: str, subfolder: str, filename: str) -> bytes | None:
         """Stored file, if any."""
@@ -135,6 +136,7 @@ class ComfyHost:
             app.router.add_route(method, path, handler)
             app.router.add_route(method, "/api" + path, handler)
         app.router.add_get("/", self.index)
+        comfy_files.add_routes(app, lambda: self.store)
 
     async def index(self, request: web.Request) -> web.Response:
         return web.Response(text="<!doctype html><title>ComfyUI</title><div id=app></div>", content_type="text/html")

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from services.pool.sim import images
+from services.pool.sim.comfy_files import resolve
 from services.pool.sim.config import SimConfig
 from services.pool.sim.images import Handle, Latent, Picture
 from services.pool.sim.png import PngError, decode_png, encode_apng, encode_png
@@ -173,10 +174,15 @@ def _save_apng(env: NodeEnv, i: dict[str, Any], info: RunInfo) -> Result:
     return (), {"images": [{"filename": name, "subfolder": subfolder, "type": "output"}], "animated": [True]}
 
 
+def _read_annotated(env: NodeEnv, name: str) -> bytes | None:
+    """The file an image input names, resolved as ComfyUI does (``[output]`` annotations, ``..``)."""
+    where = resolve(name)
+    return env.read_file(*where) if where is not None else None
+
+
 def _load_image(env: NodeEnv, i: dict[str, Any], info: RunInfo) -> Result:
     name = str(i["image"])
-    subfolder, _, filename = name.rpartition("/")
-    data = env.read_file("input", subfolder, filename)
+    data = _read_annotated(env, name)
     if data is None:
         raise NodeFailure(f"[Errno 2] No such file or directory: '/ComfyUI/input/{name}'", "FileNotFoundError")
     try:
@@ -189,8 +195,7 @@ def _load_image(env: NodeEnv, i: dict[str, Any], info: RunInfo) -> Result:
 
 def _validate_load_image(env: NodeEnv, i: dict[str, Any]) -> bool | str:
     name = str(i.get("image"))
-    subfolder, _, filename = name.rpartition("/")
-    return True if env.read_file("input", subfolder, filename) is not None else f"Invalid image file: {name}"
+    return True if _read_annotated(env, name) is not None else f"Invalid image file: {name}"
 
 
 def _checkpoint(env: NodeEnv, i: dict[str, Any], info: RunInfo) -> Result:
