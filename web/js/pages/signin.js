@@ -37,7 +37,7 @@ export function render(main, { params, onSessionChange }) {
   keyForm.addEventListener("submit", async (event) => {
     event.preventDefault();
     const ok = await busy(useKey, async () => {
-      await useAdminKey(key.input.value.trim());
+      await useAdminKey(key.input.value.trim(), { signIn: true });
       return true;
     }, "Admin key");
     key.input.value = "";
@@ -47,12 +47,22 @@ export function render(main, { params, onSessionChange }) {
     }
   });
 
+  const howTo = h("section", { class: "card", "aria-labelledby": "signin-how" }, h("h2", { id: "signin-how" }, "How to get in"),
+    h("ul", {},
+      h("li", {}, h("strong", {}, "You ran "), h("code", {}, "stoker up"), h("strong", {}, ": "),
+        "use the admin key it printed (\u201cAdmin key (dev mode, kept in .stoker/admin_key)\u201d, or your ",
+        h("code", {}, "STOKER_ADMIN_KEY"), "). It signs you in as the built-in ", h("strong", {}, "admin"),
+        " account: generate in the studio, run the pool, and make accounts for others under Administration \u2192 Accounts."),
+      h("li", {}, h("strong", {}, "Someone else runs Stoker: "),
+        "accounts are made by an admin. Ask yours for a username and password, then sign in with them here.")));
+
   replace(main,
     pageHeader("Sign in", signedIn() ? "You are already signed in; signing in again switches account." : "Stoker keeps rented GPUs warm for ComfyUI."),
     h("div", { class: "grid-2" },
       h("section", { class: "card", "aria-labelledby": "signin-account" }, h("h2", { id: "signin-account" }, "Account"), form),
       h("section", { class: "card", "aria-labelledby": "signin-admin" }, h("h2", { id: "signin-admin" }, "Operator"),
-        h("p", { class: "muted" }, "The admin key opens the pool, usage, audit and incident pages."), keyForm)),
+        h("p", { class: "muted" }, "The admin key signs you in as the built-in admin account: studio, pool, accounts, usage, audit."), keyForm)),
+    howTo,
   );
   user.input.focus();
   return () => {};
