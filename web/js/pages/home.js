@@ -24,8 +24,9 @@ export function render(main, { canVisit }) {
     h("li", { class: "card tile" }, h("h2", {}, h("a", { href: `#${path}` }, title)), h("p", { class: "muted" }, text)));
   replace(main,
     pageHeader("Welcome", `Signed in as ${describe()}.`),
-    hasAccount() && canVisit("/studio") ? h("p", { class: "lead" }, "First image: open the ",
-      h("a", { href: "#/studio", class: "btn btn-primary" }, "Studio"), ", write a prompt and press Generate.") : null,
+    hasAccount() && canVisit("/studio") ? h("p", { class: "lead" },
+      h("a", { href: "#/studio", class: "btn btn-primary" }, "Generate an image"),
+      " \u2014 write a prompt in the studio and press Generate.") : null,
     h("ul", { class: "tiles" }, cards),
     admin ? null : h("p", { class: "muted" }, "Operators: enter the admin key on the ", h("a", { href: "#/admin/key" }, "admin key page"),
       " to manage the pool."),
