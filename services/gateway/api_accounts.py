@@ -20,6 +20,8 @@ def _no_such_account() -> ApiError:
 
 
 def _not_yourself(call: Call, user_id: str, what: str) -> None:
+    if user_id == call.app[ACCOUNT_ADMIN].builtin_id:
+        raise ApiError(409, "CONFLICT", BUILTIN)
     if user_id == call.who.user_id:
         raise ApiError(409, "CONFLICT", f"you cannot {what} your own account (another admin, or the admin key, can)")
 
