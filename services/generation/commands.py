@@ -176,8 +176,8 @@ class JobCommands:
                 prompt = wf.check(req.workflow, self.config.byo_nodes)
             except wf.WorkflowError as exc:
                 raise d.DomainError(str(exc), "VALIDATION_FAILED", {"node_errors": exc.node_errors}) from None
+            # Your own workflow is ComfyUI's to validate (it runs the branches that pass): no checkpoint check here.
             params, checkpoint, uploads, units = {}, wf.checkpoint_of(prompt), {}, wf.work_units(prompt)
-            check_checkpoint(checkpoint, pool, known_checkpoints(pool))
         est = estimate(units, self.config.cost, pool_dph(pool))
         return Resolved(prompt, params, checkpoint, uploads, units, est.seconds, est.dph, est.cost)
 
