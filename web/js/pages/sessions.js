@@ -6,7 +6,7 @@ import { h, replace, timeEl } from "../dom.js";
 import { busy, confirmDialog, showNotice, showError, tableWrap, empty } from "../ui.js";
 
 /** A live list of sessions: `userId` (an admin naming an account) or null for your own. */
-export function sessionsTable({ userId = null, label = "Sessions", as = "auto", onChange = () => {} } = {}) {
+export function sessionsTable({ userId = null, label = "Sessions", as = "auto", heading = true, onChange = () => {} } = {}) {
   const box = h("div", { class: "sessions", "aria-live": "polite" }, h("p", { class: "muted" }, "Loading sessions…"));
 
   async function load() {
@@ -21,10 +21,10 @@ export function sessionsTable({ userId = null, label = "Sessions", as = "auto", 
 
   function draw(items) {
     if (!items.length) {
-      replace(box, h("h3", {}, label), empty("No live sessions."));
+      replace(box, heading ? h("h3", {}, label) : null, empty("No live sessions."));
       return;
     }
-    replace(box, h("h3", {}, label), tableWrap(label, h("table", {},
+    replace(box, heading ? h("h3", {}, label) : null, tableWrap(label, h("table", {},
       h("thead", {}, h("tr", {}, ["Account", "Started", "Last used", "Expires", "Actions"].map((t) => h("th", { scope: "col" }, t)))),
       h("tbody", {}, items.map((s) => {
         const end = h("button", { type: "button", class: "btn btn-small btn-danger" }, "End session");
