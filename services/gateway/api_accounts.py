@@ -139,6 +139,11 @@ async def admin_session(call: Call) -> Any:
     return response
 
 
+async def auth_options(call: Call) -> Any:
+    """How accounts are made here: by an admin, or (dev mode with STOKER_OPEN_REGISTRATION=1) by anyone."""
+    return {"open_registration": call.app[CONFIG].open_registration}
+
+
 ERRORS = (404, 409, 503)
 OPERATIONS = [
     Operation("GET", "/api/v1/accounts", list_accounts, "list_accounts", "List accounts", "accounts", role="admin",
@@ -161,6 +166,8 @@ OPERATIONS = [
               query=s.SessionsQuery, response=s.SessionList, errors=(503,)),
     Operation("DELETE", "/api/v1/auth/sessions/{id}", revoke_session, "revoke_session", "End a sign-in session",
               "accounts", response=s.SessionRevokeResult, errors=(404, 503)),
+    Operation("GET", "/api/v1/auth/options", auth_options, "auth_options", "How accounts are made here", "accounts",
+              role=None, response=s.AuthOptions),
     Operation("POST", "/api/v1/auth/admin-session", admin_session, "admin_session",
               "Start a browser session of the admin key's built-in account", "accounts", role="admin",
               response=s.LoginResult, errors=(409, 503),

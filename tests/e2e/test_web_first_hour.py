@@ -137,6 +137,11 @@ async def test_fresh_stoker_up_admin_key_then_a_new_account_each_get_an_image(fr
         await page.get_by_role("button", name="Use admin key").click()
         await expect(page.get_by_role("heading", level=1, name="Pool")).to_be_visible()
         await expect(page.locator("#whoami")).to_contain_text("admin (admin key)")
+        await page.get_by_role("navigation", name="Main").get_by_role("link", name="Home").click()
+        await expect(page.get_by_role("main").get_by_role("link", name="Generate an image")).to_be_visible()
+        await s.shot("admin-home")  # the admin's home leads to the studio
+        await page.get_by_role("main").get_by_role("link", name="Generate an image").click()
+        await expect(page.get_by_role("heading", level=1, name="Studio")).to_be_visible()
         timings["admin key: first image (fresh pool)"] = await generate_in_studio(s, "a lighthouse at dusk", "admin")
         timings["admin key: second image"] = await generate_in_studio(s, "a fox in the snow", "admin-again")
 

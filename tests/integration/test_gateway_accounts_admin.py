@@ -200,3 +200,16 @@ async def test_an_admin_makes_a_token_for_an_account_named_by_username(client: t
     err = await body(await client.post("/api/v1/tokens", json={"username": name, "user_id": user_id}, headers=ADMIN),
                      422)
     assert err["error"]["code"] == "VALIDATION_FAILED"
+
+
+async def test_the_sign_in_page_learns_how_accounts_are_made(client: test_utils.TestClient, nats_url: str,
+                                                              database_url: str, unique_id: str) -> None:
+    assert await body(await client.get("/api/v1/auth/options"), 200) == {"open_registration": False}
+    resp = await client.post("/api/v1/auth/register", json={"username": f"self-{unique_id}", "password": PASSWORD})
+    assert resp.status == 401  # only an admin makes accounts here
+    env = gateway_env(nats_url, database_url, STOKER_DEV="1", STOKER_OPEN_REGISTRATION="1")
+    async with gateway_client(env) as open_client:
+        assert await body(await open_client.get("/api/v1/auth/options"), 200) == {"open_registration": True}
+        made = await body(await open_client.post("/api/v1/auth/register",
+                                                 json={"username": f"self-{unique_id}", "password": PASSWORD}), 201)
+        assert made["role"] == "user"

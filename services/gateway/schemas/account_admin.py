@@ -78,3 +78,9 @@ class SessionRevokeResult(msgspec.Struct, kw_only=True):
 
     id: str
     revoked: bool
+
+
+class AuthOptions(msgspec.Struct, kw_only=True):
+    """Whether anyone may create a (user) account here; otherwise an admin makes accounts."""
+
+    open_registration: bool
