@@ -30,6 +30,31 @@ class PasswordChanged(Event, frozen=True, kw_only=True):
     credential_ref: str
 
 
+class UserDisabled(Event, frozen=True, kw_only=True):
+    """An admin disabled the account: it cannot sign in, and its tokens and sessions stop working."""
+
+    username: str
+
+
+class UserEnabled(Event, frozen=True, kw_only=True):
+    """An admin enabled the account again."""
+
+    username: str
+
+
+class UserDeleted(Event, frozen=True, kw_only=True):
+    """An admin deleted the account (with its tokens and sessions); its past events stay."""
+
+    username: str
+
+
+class SessionRevoked(Event, frozen=True, kw_only=True):
+    """A sign-in session was ended before it expired (by its user or an admin), or with a password change."""
+
+    session_id: str
+    reason: str = "revoked"
+
+
 class LoginSucceeded(Event, frozen=True, kw_only=True):
     """A sign-in worked."""
 
@@ -69,5 +94,5 @@ class AdminActionPerformed(Event, frozen=True, kw_only=True):
 
 AccountsEvent = (
     UserRegistered | PasswordChanged | LoginSucceeded | LoginFailed | TokenCreated | TokenRevoked
-    | AdminActionPerformed
+    | AdminActionPerformed | UserDisabled | UserEnabled | UserDeleted | SessionRevoked
 )

@@ -34,6 +34,14 @@ class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     verified_only: bool = True
 
 
+# What the built-in templates (services/generation/templates/*.json) load: the Stable Diffusion 1.5 checkpoint
+# (its VAE is inside it). A fresh pool downloads it, so a template job works on a fresh `stoker up`.
+DEFAULT_CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+DEFAULT_MODELS = (
+    f"https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/{DEFAULT_CHECKPOINT}",
+)
+
+
 class InstanceTemplate(msgspec.Struct, frozen=True, kw_only=True):
     """How an instance is launched. Model tokens are referenced by env name, never stored."""
 
@@ -41,7 +49,7 @@ class InstanceTemplate(msgspec.Struct, frozen=True, kw_only=True):
     disk_gb: float = 250.0
     ports: tuple[int, ...] = (8188, 22)
     onstart: str = "bash /opt/stoker/start-comfyui.sh"
-    models: tuple[str, ...] = ()  # model URLs (Hugging Face / Civitai) downloaded at start
+    models: tuple[str, ...] = DEFAULT_MODELS  # model URLs (Hugging Face / Civitai) downloaded at start
     token_env: tuple[str, ...] = ("HF_TOKEN", "CIVITAI_TOKEN")
 
 
@@ -51,7 +59,7 @@ class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     probe_timeout_s: float = 600.0
     probe_initial_backoff_s: float = 2.0
     probe_max_backoff_s: float = 30.0
-    required_models: tuple[str, ...] = ()
+    required_models: tuple[str, ...] = (DEFAULT_CHECKPOINT,)  # Ready only once these are loaded
     warmup_workflow: dict[str, object] | None = None
 
 

@@ -9,7 +9,7 @@ from services.gateway import schemas as s
 from services.gateway.accounts import BadCredentials, NoSuchToken, NoSuchUser
 from services.gateway.errors import ApiError, validation_failed
 from services.gateway.repository import UsernameTaken
-from services.gateway.resources import ACCOUNTS, CONFIG
+from services.gateway.resources import ACCOUNT_ADMIN, ACCOUNTS, CONFIG, DATABASE
 from services.gateway.routing import Call, Operation, json_response, require_database
 
 
@@ -63,7 +63,10 @@ async def me(call: Call) -> Any:
     """The caller."""
     who = call.who
     user = await call.app[ACCOUNTS].user(who.user_id) if who.user_id is not None else None
-    return {"actor": who.actor, "role": who.role, "via": who.via, "user": user}
+    if user is None and who.via == "admin_key" and call.app[DATABASE].ready:
+        await call.app[ACCOUNT_ADMIN].ensure_builtin()  # not made at start (PostgreSQL was late): now
+        user = await call.app[ACCOUNTS].user(who.user_id) if who.user_id is not None else None
+    return {"actor": who.actor, "role": who.role, "via": who.via, "user_id": who.user_id, "user": user}
 
 
 def _owner(call: Call, requested: str | None) -> str:
@@ -74,7 +77,7 @@ def _owner(call: Call, requested: str | None) -> str:
             raise ApiError(403, "FORBIDDEN", "you can only manage your own tokens")
         return requested
     if who.user_id is None:
-        raise validation_failed("the admin key has no account of its own: give user_id")
+        raise validation_failed("this credential has no account of its own: give username or user_id")
     return who.user_id
 
 
@@ -82,7 +85,17 @@ async def create_token(call: Call) -> Any:
     """Issue an API token; its value is in this response only."""
     require_database(call.app)
     body: s.NewTokenBody = call.body
-    owner = _owner(call, body.user_id)
+    requested = body.user_id
+    if body.username is not None:
+        if body.user_id is not None:
+            raise validation_failed("give user_id or username, not both")
+        if not call.who.is_admin:
+            raise ApiError(403, "FORBIDDEN", "you can only manage your own tokens")
+        try:
+            requested = await call.app[ACCOUNT_ADMIN].user_id_by_name(body.username)
+        except NoSuchUser:
+            raise ApiError(404, "NOT_FOUND", f"no account named {body.username!r}") from None
+    owner = _owner(call, requested)
     try:
         token, info = await call.app[ACCOUNTS].create_token(owner, body.name, body.expires_in_s, call.meta())
     except NoSuchUser:

@@ -20,6 +20,7 @@ from libs.events import streams
 from libs.events.store import EventStore, utc_now
 from libs.observability.web import trace_middleware
 from services.gateway import (
+    api_accounts,
     api_admin,
     api_audit,
     api_auth,
@@ -36,6 +37,7 @@ from services.gateway import (
     repository,
 )
 from services.gateway import web as web_ui
+from services.gateway.account_admin import AccountAdmin
 from services.gateway.accounts import Accounts
 from services.gateway.audit_reads import AuditAccess
 from services.gateway.config import GatewayConfig
@@ -48,6 +50,7 @@ from services.gateway.pool_reads import PoolReads
 from services.gateway.ratelimit import Limiter
 from services.gateway.recorder import EventRecorder
 from services.gateway.resources import (
+    ACCOUNT_ADMIN,
     ACCOUNTS,
     AUDIT,
     CLOCK,
@@ -79,7 +82,7 @@ def _is_websocket(request: web.Request) -> bool:
     """Long-lived WebSockets get no request span (it would last as long as the socket)."""
     return request.headers.get("Upgrade", "").lower() == "websocket"
 MIGRATE_RETRY_MAX_S = 10.0
-API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_admin, api_live,
+API_MODULES = (api_meta, api_pool, api_history, api_audit, api_usage, api_auth, api_accounts, api_admin, api_live,
                api_generations, api_muses, api_gallery, comfy_compat)
 
 
@@ -105,14 +108,18 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
         await nc.close()
 
 
-async def _migrate(db: Database) -> None:
-    """Apply the gateway's migrations, retrying while PostgreSQL is down."""
+async def _migrate(db: Database, admin: AccountAdmin) -> None:
+    """Apply the gateway's migrations (then make the admin key's account), retrying while PostgreSQL is down."""
     delay = 0.2
     while True:
         try:
             async with db.pool.acquire() as conn:
                 await repository.migrate(conn)
             db.ready = True
+            try:
+                await admin.ensure_builtin()
+            except Exception as exc:  # noqa: BLE001 -- made again on the admin key's first browser session
+                log.error("could not create the admin key's account yet: %s", type(exc).__name__)
             return
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             log.warning("gateway migrations waiting for PostgreSQL (%s); retrying in %.1fs", type(exc).__name__, delay)
@@ -126,13 +133,15 @@ async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
     pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=10, command_timeout=60)
     app[PG_POOL] = pool
     db = app[DATABASE] = Database(pool)
+    ttl = timedelta(seconds=cfg.session_ttl_s)
+    admin = app[ACCOUNT_ADMIN] = AccountAdmin(pool, app[RECORDER], app[CLOCK], cfg.admin_key, ttl)
     try:
-        await asyncio.wait_for(_migrate(db), 5)
+        await asyncio.wait_for(_migrate(db, admin), 5)
     except TimeoutError:
-        task = asyncio.create_task(_migrate(db), name="gateway-migrate")  # keep trying in the background
+        task = asyncio.create_task(_migrate(db, admin), name="gateway-migrate")  # keep trying in the background
         db.tasks.add(task)
         task.add_done_callback(db.tasks.discard)
-    app[ACCOUNTS] = Accounts(pool, app[RECORDER], app[CLOCK], timedelta(seconds=cfg.session_ttl_s),
+    app[ACCOUNTS] = Accounts(pool, app[RECORDER], app[CLOCK], ttl,
                              login_fingerprint_key=(cfg.admin_key or "stoker-login").encode())
     yield
     for task in list(db.tasks):

@@ -59,6 +59,11 @@ def admin_actor(admin_key: str) -> str:
     return f"admin:{fingerprint(admin_key)}"
 
 
+def builtin_admin_id(admin_key: str) -> str:
+    """The account id of the admin key's built-in admin account: stable for a key, derived from its fingerprint."""
+    return f"admin-{fingerprint(admin_key)}"
+
+
 def peer_ip(request: web.Request) -> str:
     """The TCP peer's address (never a header: headers are the client's to forge)."""
     transport = request.transport
@@ -103,7 +108,8 @@ async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Po
     presented = request.headers.get(ADMIN_HEADER)
     if presented is not None:
         if admin_key and hmac.compare_digest(presented.encode(), admin_key.encode()):
-            return Principal(role="admin", actor=admin_actor(admin_key), via="admin_key")
+            return Principal(role="admin", actor=admin_actor(admin_key), via="admin_key",
+                             user_id=builtin_admin_id(admin_key))
         raise _unauthorized("invalid admin key")
     token = bearer_token(request)
     if token is None:

@@ -104,7 +104,7 @@ async def post_prompt(call: Call) -> Any:
     try:
         result: api.SubmitResult = await call.app[GEN_CLIENT].call(api.SUBMIT, request, api.SubmitResult)
     except ApiError as exc:
-        if exc.code == "VALIDATION_FAILED":
+        if exc.code in ("VALIDATION_FAILED", "CHECKPOINT_UNAVAILABLE"):
             return json_response(shapes.prompt_error(exc.message, exc.details), 400)
         raise
     job = await call.app[GEN_READS].find_job(result.job_id, user_id)

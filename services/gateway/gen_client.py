@@ -13,6 +13,7 @@ from services.generation import api
 # The generation service's error codes and the HTTP status each means to a client.
 GEN_STATUS = {
     "VALIDATION_FAILED": 422,
+    "CHECKPOINT_UNAVAILABLE": 422,
     "NOT_FOUND": 404,
     "CONFLICT": 409,
     "UNAVAILABLE": 503,

@@ -104,3 +104,80 @@ async def revoke_session(conn: asyncpg.Connection, digest: bytes, now: datetime)
     return await conn.fetchrow(
         "UPDATE gateway.tokens t SET revoked_at = $2 WHERE digest = $1 AND kind = 'session' AND revoked_at IS NULL "
         f"RETURNING {TOKEN_COLUMNS}", digest, now)
+
+
+# --- account administration -----------------------------------------------------------------
+ACCOUNT_COLUMNS = "u.id, u.username, u.role, u.created_at, u.disabled"
+
+
+async def list_users(conn: asyncpg.Connection, now: datetime) -> list[asyncpg.Record]:
+    """Every account with its number of live sessions and API tokens, by username."""
+    return list(await conn.fetch(
+        f"SELECT {ACCOUNT_COLUMNS}, "
+        "count(t.id) FILTER (WHERE t.kind = 'session') AS sessions, "
+        "count(t.id) FILTER (WHERE t.kind = 'api') AS tokens "
+        "FROM gateway.users u LEFT JOIN gateway.tokens t ON t.user_id = u.id AND t.revoked_at IS NULL "
+        "AND (t.expires_at IS NULL OR t.expires_at > $1) GROUP BY u.id ORDER BY u.username LIMIT 10000", now))
+
+
+async def account_by_id(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    """An account by id with its disabled flag and password hash (for a password check)."""
+    return await conn.fetchrow(f"SELECT {ACCOUNT_COLUMNS}, u.password_hash FROM gateway.users u WHERE u.id = $1",
+                               user_id)
+
+
+async def user_id_by_name(conn: asyncpg.Connection, username: str) -> str | None:
+    """The id of the account called ``username``, or None."""
+    value = await conn.fetchval("SELECT id FROM gateway.users WHERE username = $1", username)
+    return str(value) if value is not None else None
+
+
+async def set_disabled(conn: asyncpg.Connection, user_id: str, disabled: bool) -> asyncpg.Record | None:
+    """Disable or enable an account; the row, or None if there is no such account."""
+    return await conn.fetchrow(f"UPDATE gateway.users u SET disabled = $2 WHERE u.id = $1 RETURNING {ACCOUNT_COLUMNS}",
+                               user_id, disabled)
+
+
+async def set_password(conn: asyncpg.Connection, user_id: str, password_hash: str) -> asyncpg.Record | None:
+    """Store a new password hash; the row, or None if there is no such account."""
+    return await conn.fetchrow(
+        f"UPDATE gateway.users u SET password_hash = $2 WHERE u.id = $1 RETURNING {ACCOUNT_COLUMNS}",
+        user_id, password_hash)
+
+
+async def delete_user(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
+    """Delete an account with its tokens and sessions; the deleted row, or None."""
+    await conn.execute("DELETE FROM gateway.tokens WHERE user_id = $1", user_id)
+    return await conn.fetchrow(f"DELETE FROM gateway.users u WHERE u.id = $1 RETURNING {ACCOUNT_COLUMNS}", user_id)
+
+
+async def list_sessions(conn: asyncpg.Connection, user_id: str | None, now: datetime) -> list[asyncpg.Record]:
+    """Live sign-in sessions of one account (or of every account), newest first."""
+    where = "t.kind = 'session' AND t.revoked_at IS NULL AND (t.expires_at IS NULL OR t.expires_at > $1)"
+    args: list[Any] = [now]
+    if user_id is not None:
+        where += " AND t.user_id = $2"
+        args.append(user_id)
+    return list(await conn.fetch(f"SELECT {TOKEN_COLUMNS}, u.username FROM gateway.tokens t "
+                                 f"JOIN gateway.users u ON u.id = t.user_id WHERE {where} "
+                                 "ORDER BY t.created_at DESC, t.id DESC LIMIT 1000", *args))
+
+
+async def revoke_session_id(conn: asyncpg.Connection, session_id: str, user_id: str | None,
+                            now: datetime) -> asyncpg.Record | None:
+    """End a live session by id (of ``user_id`` unless None); the row, or None if there is none."""
+    where = "id = $1 AND kind = 'session' AND revoked_at IS NULL"
+    args: list[Any] = [session_id, now]
+    if user_id is not None:
+        where += " AND user_id = $3"
+        args.append(user_id)
+    return await conn.fetchrow(f"UPDATE gateway.tokens t SET revoked_at = $2 WHERE {where} RETURNING {TOKEN_COLUMNS}",
+                               *args)
+
+
+async def revoke_sessions_of(conn: asyncpg.Connection, user_id: str, now: datetime,
+                             keep: str | None = None) -> list[str]:
+    """End every live session of an account (but ``keep``); the ids ended."""
+    rows = await conn.fetch("UPDATE gateway.tokens SET revoked_at = $2 WHERE user_id = $1 AND kind = 'session' "
+                            "AND revoked_at IS NULL AND id IS DISTINCT FROM $3 RETURNING id", user_id, now, keep)
+    return [r["id"] for r in rows]

@@ -16,6 +16,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.ratelimit import Limiter
 
 if TYPE_CHECKING:
+    from services.gateway.account_admin import AccountAdmin
     from services.gateway.accounts import Accounts
     from services.gateway.audit_reads import AuditAccess
     from services.gateway.comfy_proxy import InstanceInfo
@@ -64,6 +65,7 @@ HUB: web.AppKey[LiveHub] = web.AppKey("live_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 AUDIT: web.AppKey[AuditAccess] = web.AppKey("audit")
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
+ACCOUNT_ADMIN: web.AppKey[AccountAdmin] = web.AppKey("account_admin")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc")
 OPERATIONS: web.AppKey[list[Operation]] = web.AppKey("operations")
 GEN_CLIENT: web.AppKey[GenClient] = web.AppKey("gen_client")

@@ -100,6 +100,18 @@ def known_checkpoints(pool: PoolView | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_checkpoint(checkpoint: str | None, pool: PoolView | None, known: list[str]) -> None:
+    """Refuse a checkpoint that no instance has and none will download (a job would only fail on the GPU)."""
+    if not checkpoint or pool is None or checkpoint in known:
+        return
+    where = f"the pool offers {', '.join(known)}" if known else "the pool offers no checkpoint yet"
+    raise d.DomainError(
+        f"checkpoint {checkpoint!r} is not on any instance and the pool template does not download it ({where}): "
+        "choose one the pool offers, or add its download URL to the pool template's models "
+        "(Pool → Settings → Models, or PUT /api/v1/pool/config {\"template\": {\"models\": [...]}})",
+        "CHECKPOINT_UNAVAILABLE", {"checkpoint": checkpoint, "available": known})
+
+
 class JobCommands:
     """The job side of the API."""
 
@@ -155,9 +167,7 @@ class JobCommands:
                                    seed=secrets.randbelow(2**32), preset=req.preset,
                                    default_checkpoint=self.config.default_checkpoint or (known[0] if known else None),
                                    muse=muse, variation=req.muse_variation, input_token=host_files.new_token())
-            if bound.checkpoint and known and bound.checkpoint not in known:
-                raise d.DomainError(f"checkpoint {bound.checkpoint!r} is not on any instance; available: "
-                                    f"{', '.join(known)}", "VALIDATION_FAILED")
+            check_checkpoint(bound.checkpoint, pool, known)
             prompt, params, checkpoint, uploads, units = bound
             self._check_files(prompt, frozenset(uploads))
         else:
@@ -168,6 +178,7 @@ class JobCommands:
                 prompt = wf.check(req.workflow, self.config.byo_nodes)
             except wf.WorkflowError as exc:
                 raise d.DomainError(str(exc), "VALIDATION_FAILED", {"node_errors": exc.node_errors}) from None
+            # Your own workflow is ComfyUI's to validate (it runs the branches that pass): no checkpoint check here.
             self._check_files(prompt, frozenset())
             params, checkpoint, uploads, units = {}, wf.checkpoint_of(prompt), {}, wf.work_units(prompt)
         est = estimate(units, self.config.cost, pool_dph(pool))

@@ -68,6 +68,15 @@ def service_config(env: Mapping[str, str]) -> ServiceConfig:
     )
 
 
+def initial_config(provider: str, desired_size: int) -> ev.PoolConfig:
+    """A new pool's configuration: the default template downloads (and waits for) what the built-in generation
+    templates load; hosts you already run (``static``) download nothing, so nothing is required of them."""
+    if provider == "static":
+        return ev.PoolConfig(desired_size=desired_size, template=ev.InstanceTemplate(models=()),
+                             readiness=ev.Readiness(required_models=()))
+    return ev.PoolConfig(desired_size=desired_size)
+
+
 class PoolService:
     """One pool replica: projection, command handlers, leader lease and reconcile loop."""
 
@@ -106,7 +115,7 @@ class PoolService:
         await self.projector.start()
         await self.projector.wait_caught_up(120)
         if not self.view.configured:
-            cfg = ev.PoolConfig(desired_size=self.config.initial_desired_size)
+            cfg = initial_config(self.provider.name, self.config.initial_desired_size)
             with contextlib.suppress(ConcurrencyError):  # another replica configured it first
                 await self.writer.config([ev.PoolConfigured(pool_id=self.config.pool_id, config=cfg)],
                                          meta_of(api.Request(actor="pool")))

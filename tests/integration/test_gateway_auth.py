@@ -65,7 +65,7 @@ async def test_register_login_me_logout(client: test_utils.TestClient, unique_id
     assert cookie.value == login["token"] and cookie["httponly"] and cookie["samesite"] == "Strict"
 
     me = await (await client.get("/api/v1/auth/me")).json()  # by the cookie
-    assert me == {"actor": f"user:{user['id']}", "role": "user", "via": "session", "user": user}
+    assert me == {"actor": f"user:{user['id']}", "role": "user", "via": "session", "user_id": user["id"], "user": user}
     client.session.cookie_jar.clear()
     me = await (await client.get("/api/v1/auth/me", headers=bearer(login["token"]))).json()
     assert me["user"]["id"] == user["id"]
@@ -136,7 +136,8 @@ async def test_tokens_are_shown_once_and_private(client: test_utils.TestClient, 
     resp = await client.post("/api/v1/tokens", json={"user_id": frank_id}, headers=bearer(grace))
     assert resp.status == 403
     resp = await client.post("/api/v1/tokens", json={"name": "x"}, headers=ADMIN)
-    assert resp.status == 422  # the admin key has no account of its own
+    assert resp.status == 201  # for the admin key's own (built-in) account
+    assert (await resp.json())["user_id"] == f"admin-{ADMIN_ACTOR.split(':')[1]}"
     resp = await client.post("/api/v1/tokens", json={"user_id": grace_id, "name": "issued"}, headers=ADMIN)
     assert resp.status == 201 and (await resp.json())["user_id"] == grace_id
     resp = await client.post("/api/v1/tokens", json={"user_id": "no-such-user"}, headers=ADMIN)
@@ -160,7 +161,8 @@ async def test_tokens_are_shown_once_and_private(client: test_utils.TestClient, 
 
 async def test_admin_key_actor_is_a_fingerprint(client: test_utils.TestClient) -> None:
     me = await (await client.get("/api/v1/auth/me", headers=ADMIN)).json()
-    assert me == {"actor": ADMIN_ACTOR, "role": "admin", "via": "admin_key", "user": None}
+    assert me["actor"] == ADMIN_ACTOR and me["role"] == "admin" and me["via"] == "admin_key"
+    assert me["user_id"] == me["user"]["id"] == f"admin-{ADMIN_ACTOR.split(':')[1]}"  # its built-in account
     assert ADMIN["X-Admin-Api-Key"] not in ADMIN_ACTOR
     resp = await client.get("/api/v1/auth/me", headers={"X-Admin-Api-Key": ADMIN["X-Admin-Api-Key"][:-1]})
     assert resp.status == 401 and resp.headers["WWW-Authenticate"].startswith("Bearer")

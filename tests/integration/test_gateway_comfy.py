@@ -256,3 +256,27 @@ async def test_system_stats_and_object_info_come_from_an_instance(stack: Stack) 
     assert resp.status == 200 and (await resp.json()) == stats
     assert (await st.client.get("/comfy/system_stats")).status == 401
     assert (await st.client.get("/comfy/system_stats", headers=ADMIN)).status == 200
+
+
+async def test_the_admin_key_runs_a_comfyui_prompt_as_its_account(stack: Stack) -> None:
+    st = stack
+    client_id = uuid.uuid4().hex
+    ws = await st.client.ws_connect("/comfy/ws", params={"clientId": client_id}, headers=ADMIN)
+    await ws.receive_json(timeout=5)
+    resp = await st.client.post("/comfy/prompt", json={"prompt": txt2img(prefix="adm"), "client_id": client_id},
+                                headers=ADMIN)
+    assert resp.status == 200, await resp.text()
+    prompt_id = (await resp.json())["prompt_id"]
+    await frames_until_done(ws, prompt_id)
+    await ws.close()
+    history = await (await st.client.get(f"/comfy/history/{prompt_id}", headers=ADMIN)).json()
+    [image] = history[prompt_id]["outputs"]["9"]["images"]
+    resp = await st.client.get("/comfy/view", params=image, headers=ADMIN)
+    assert resp.status == 200 and resp.headers["Content-Type"] == "image/png"
+    # Its own account's prompt: another user's history does not have it.
+    theirs = await (await st.client.get("/comfy/history", headers=bearer(st.alice))).json()
+    assert prompt_id not in theirs
+    # A token of the admin key's account (for clients that cannot send headers) sees the same prompt.
+    token = await (await st.client.post("/api/v1/tokens", json={"name": "comfy"}, headers=ADMIN)).json()
+    mine = await (await st.client.get("/comfy/history", params={"token": token["token"]})).json()
+    assert prompt_id in mine

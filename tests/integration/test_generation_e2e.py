@@ -137,7 +137,6 @@ async def test_the_api_refuses_clearly_and_keeps_users_apart(stack: Stack, uniqu
         (me(user, template="nope", params={}), "unknown template"),
         (me(user, workflow={"2": {"class_type": "SaveImage", "inputs": {"images": ["9", 0]}}}), "Linked node"),
         (me(user, workflow=SMOKE, template="txt2img"), "either a template"),
-        (me(user, template="txt2img", params={"prompt": "x", "checkpoint": "missing.safetensors"}), "not on any"),
         (me(user, workflow=SMOKE, webhook_url="ftp://x"), "webhook_url"),
         ({"actor": "a", "user_id": user, "template": "txt2img", "surprise": 1}, "unknown field"),
         ({"actor": "a", "template": "txt2img"}, "user_id"),
@@ -146,6 +145,11 @@ async def test_the_api_refuses_clearly_and_keeps_users_apart(stack: Stack, uniqu
         reply = await stack.request(api.SUBMIT, body)
         assert not reply.ok and reply.error.code == "VALIDATION_FAILED", (body, reply)
         assert words in reply.error.message and "Traceback" not in reply.error.message
+    # A template's checkpoint that no instance has and none will download: refused, saying what to do.
+    reply = await stack.request(api.SUBMIT, me(user, template="txt2img",
+                                               params={"prompt": "x", "checkpoint": "missing.safetensors"}))
+    assert not reply.ok and reply.error.code == "CHECKPOINT_UNAVAILABLE" and "not on any" in reply.error.message
+    assert "Pool → Settings → Models" in reply.error.message
     linked = await stack.request(api.SUBMIT, cases[2][0])
     assert linked.error.details["node_errors"]["2"]["errors"][0]["type"] == "bad_linked_input"
     job_id = (await stack.ok(api.SUBMIT, me(user, workflow=SMOKE)))["job_id"]

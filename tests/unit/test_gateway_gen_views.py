@@ -14,6 +14,7 @@ import pytest
 from libs.events import Aggregate, Metadata, Recorded
 from libs.events import generation as ev
 from libs.events.store import EventStore
+from libs.events.pool import DEFAULT_CHECKPOINT
 from services.gateway import comfy_shapes as shapes
 from services.gateway import gen_views
 from services.gateway import usage as u
@@ -246,7 +247,8 @@ async def test_instance_info_falls_back_without_a_ready_instance() -> None:
     assert stats.source == "fallback" and stats.data["devices"] == [] and "comfyui_version" in stats.data["system"]
     nodes = await info.get("/object_info")
     assert nodes.source == "fallback"
-    assert nodes.data["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == []
+    # The default pool template downloads the built-in templates' checkpoint: the fallback lists it.
+    assert nodes.data["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0] == [DEFAULT_CHECKPOINT]
 
 
 def test_comfy_clients_remember_a_bounded_number_of_prompts() -> None:

@@ -3,7 +3,8 @@
 // Credentials: a signed-in user rides on the HttpOnly session cookie the gateway sets at sign-in
 // (the UI never sees or stores that token). The admin key, when entered, lives in sessionStorage
 // (gone when the tab closes) and is sent as X-Admin-Api-Key. Admin requests prefer the key;
-// everything else uses the session, and falls back to the key when nobody is signed in.
+// everything else uses the session, and falls back to the key when nobody is signed in (the admin key
+// acts as its built-in admin account). "session" requests use the cookie only (checking who is signed in).
 
 const KEY_STORAGE = "stoker.adminKey";
 const ADMIN_HEADER = "X-Admin-Api-Key";
@@ -52,7 +53,7 @@ export class ApiError extends Error {
 
 function credentialFor(as) {
   const key = adminKey();
-  if (!key || as === "user") return null;
+  if (!key || as === "session") return null;
   if (as === "admin" || !signedInUser) return key;
   return null;
 }
@@ -84,7 +85,8 @@ async function errorOf(response) {
 }
 
 /**
- * Call the API. `as`: "admin" (prefer the admin key), "user" (the session only) or "auto".
+ * Call the API. `as`: "admin" (prefer the admin key), "session" (the cookie only), "user" or "auto" (the
+ * session, else the admin key's built-in account).
  * `probe`: a 401 is an expected answer (checking a credential), not a lost sign-in.
  * Resolves to the decoded JSON body (or null for an empty one); rejects with an ApiError.
  */

@@ -158,7 +158,7 @@ async function boot() {
   });
   const [who, doc] = await Promise.allSettled([
     refresh(),
-    api("GET", "/api/openapi.json", { as: "user", probe: true }),
+    api("GET", "/api/openapi.json", { as: "session", probe: true }),
   ]);
   if (who.status === "rejected") showError(who.reason, "Checking your sign-in");
   apiPaths = doc.status === "fulfilled" && doc.value && doc.value.paths ? new Set(Object.keys(doc.value.paths)) : new Set();

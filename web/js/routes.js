@@ -21,6 +21,8 @@ export const ROUTES = [
     load: () => import("./pages/incidents.js") },
   { path: "/admin/accounts", label: "Accounts", section: "admin", access: "admin",
     load: () => import("./pages/accounts.js") },
+  { path: "/account", label: "Your account", section: "settings", access: "signed-in",
+    load: () => import("./pages/account.js") },
   { path: "/admin/key", label: "Admin key", section: "settings", access: "signed-in",
     load: () => import("./pages/adminkey.js") },
   { path: "/signin", label: "Sign in", section: null, access: "public", load: () => import("./pages/signin.js") },

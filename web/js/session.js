@@ -11,7 +11,7 @@ export const session = {
 export async function refresh() {
   noteSession(false);
   try {
-    session.user = await api("GET", "/api/v1/auth/me", { as: "user", probe: true });
+    session.user = await api("GET", "/api/v1/auth/me", { as: "session", probe: true });
   } catch (error) {
     if (!(error instanceof ApiError) || error.status !== 401) throw error;
     session.user = null;
@@ -37,7 +37,7 @@ export function isAdmin() {
 }
 
 export async function signIn(username, password) {
-  const result = await api("POST", "/api/v1/auth/login", { body: { username, password }, as: "user", probe: true });
+  const result = await api("POST", "/api/v1/auth/login", { body: { username, password }, as: "session", probe: true });
   await refresh();
   return result;
 }
@@ -46,7 +46,7 @@ export async function signIn(username, password) {
 export async function signOut() {
   if (session.user) {
     try {
-      await api("POST", "/api/v1/auth/logout", { as: "user", probe: true });
+      await api("POST", "/api/v1/auth/logout", { as: "session", probe: true });
     } catch (error) {
       if (!(error instanceof ApiError) || error.status !== 401) throw error;
     }
@@ -57,19 +57,38 @@ export async function signOut() {
   noteSession(false);
 }
 
-/** Check an admin key against the gateway; keep it for this tab only if it is one. */
-export async function useAdminKey(key) {
+/**
+ * Check an admin key against the gateway; keep it for this tab only if it is one. With `signIn` and nobody
+ * signed in, also start a browser session of the key's built-in admin account (so images, downloads and
+ * live streams work as for any account).
+ */
+export async function useAdminKey(key, { signIn: startSession = false } = {}) {
   const previous = adminKey();
   setAdminKey(key);
+  let me;
   try {
-    const me = await api("GET", "/api/v1/auth/me", { as: "admin", probe: true });
+    me = await api("GET", "/api/v1/auth/me", { as: "admin", probe: true });
     session.admin = me;
-    return me;
   } catch (error) {
     if (previous && previous !== key) setAdminKey(previous);
     else forgetAdminKey();
     throw error;
   }
+  if (startSession && !session.user) {
+    await api("POST", "/api/v1/auth/admin-session", { as: "admin", probe: true });
+    await refresh();
+  }
+  return me;
+}
+
+/** Whether the caller has an account to generate with (a signed-in account, or the admin key's own). */
+export function hasAccount() {
+  return Boolean((session.user && session.user.user) || (session.admin && session.admin.user_id));
+}
+
+/** Whether the cookie session is the admin key's built-in account (the key signed this tab in). */
+export function keySession() {
+  return Boolean(session.user && session.admin && session.user.user && session.user.user.id === session.admin.user_id);
 }
 
 export function dropAdminKey() {
@@ -80,6 +99,7 @@ export function dropAdminKey() {
 /** A short description of who is signed in, for the header. */
 export function describe() {
   const parts = [];
+  if (keySession()) return `${session.user.user.username} (admin key)`;
   if (session.user) {
     const u = session.user.user;
     parts.push(u ? `${u.username} (${u.role})` : session.user.actor);

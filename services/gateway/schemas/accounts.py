@@ -56,15 +56,17 @@ class Me(msgspec.Struct, kw_only=True):
     actor: str
     role: Literal["user", "admin"]
     via: Literal["admin_key", "token", "session"]
+    user_id: str | None = None  # the admin key's is its built-in admin account
     user: User | None = None
 
 
 class NewTokenBody(Checked, kw_only=True, forbid_unknown_fields=True):
-    """An API token; ``user_id`` only for admins issuing a token to an account."""
+    """An API token; ``username`` (or ``user_id``) only for admins issuing a token to another account."""
 
     name: Annotated[str, Meta(max_length=100)] = ""
     expires_in_s: Annotated[int, Meta(ge=60, le=10 * 365 * 86400)] | None = None
     user_id: Id | None = None
+    username: Annotated[str, Meta(min_length=1, max_length=128)] | None = None
 
 
 class TokenInfo(msgspec.Struct, kw_only=True):

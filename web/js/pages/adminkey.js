@@ -1,7 +1,7 @@
 // Enter or forget the admin key for this tab (sessionStorage; sent as X-Admin-Api-Key, never shown again).
 
 import { h, replace, field } from "../dom.js";
-import { session, useAdminKey, dropAdminKey } from "../session.js";
+import { session, useAdminKey, dropAdminKey, keySession, signOut } from "../session.js";
 import { pageHeader, section, busy, showNotice } from "../ui.js";
 
 export function render(main, { onSessionChange }) {
@@ -19,13 +19,20 @@ export function render(main, { onSessionChange }) {
     }
   });
   const forget = h("button", { type: "button", class: "btn" }, "Forget admin key");
-  forget.addEventListener("click", () => {
+  forget.addEventListener("click", async () => {
+    if (keySession()) {
+      await signOut(); // the session was the key's own account: forgetting the key signs out
+      showNotice("Admin key forgotten and signed out.", { sticky: true });
+      onSessionChange("/signin");
+      return;
+    }
     dropAdminKey();
     showNotice("Admin key forgotten for this tab.", { sticky: true });
     onSessionChange(session.user ? "/admin/key" : "/signin");
   });
   const status = session.admin
-    ? h("p", {}, "An admin key is in use in this tab, acting as ", h("code", {}, session.admin.actor), ". ", forget)
+    ? h("p", {}, "An admin key is in use in this tab, acting as ", h("code", {}, session.admin.actor),
+      " (its built-in account ", h("code", {}, session.admin.user_id || "?"), "). ", forget)
     : h("p", { class: "muted" }, "No admin key in this tab.");
   replace(main,
     pageHeader("Admin key", "Admin pages use the admin key when one is set, otherwise your account's role."),

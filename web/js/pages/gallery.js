@@ -1,5 +1,6 @@
 // Gallery: your outputs in a grid, filtered by tag, muse and date; open full size, download, edit tags, delete.
 
+import { hasAccount } from "../session.js";
 import { api } from "../api.js";
 import { h, replace, field, timeEl, utc } from "../dom.js";
 import { loadMuses, media, downloadLink, bytes } from "../gen.js";
@@ -11,13 +12,13 @@ const FILTERS = ["tag", "muse", "since", "until"];
 
 function accountNeeded(main) {
   replace(main, pageHeader("Gallery", "Your outputs."),
-    h("p", {}, "Outputs belong to accounts, and the admin key has none. ",
-      h("a", { href: "#/signin?next=%2Fgallery" }, "Sign in with an account"), " to see yours."));
+    h("p", {}, "Outputs belong to accounts. ",
+      h("a", { href: "#/signin?next=%2Fgallery" }, "Sign in"), " to see yours."));
   return () => {};
 }
 
 export function render(main, { params, session }) {
-  if (!session.user) return accountNeeded(main);
+  if (!hasAccount()) return accountNeeded(main);
   const controller = new AbortController();
   const signal = controller.signal;
   const f = {

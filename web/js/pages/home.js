@@ -1,7 +1,7 @@
 // The landing page: where to go from here, by what the caller may do.
 
 import { h, replace } from "../dom.js";
-import { session, isAdmin, describe } from "../session.js";
+import { isAdmin, describe, hasAccount } from "../session.js";
 import { pageHeader } from "../ui.js";
 
 const CARDS = [
@@ -13,17 +13,20 @@ const CARDS = [
   ["/admin/usage", "Usage", "GPU hours and cost per day and per instance state.", true],
   ["/admin/audit", "Audit", "The tamper-evident audit log, filtered, and its verification.", true],
   ["/admin/incidents", "Incident review", "Replay an instance's events and see the pool as it was.", true],
-  ["/admin/accounts", "Accounts", "Create user and admin accounts.", true],
+  ["/admin/accounts", "Accounts", "Create accounts, disable or delete them, reset passwords, end sessions.", true],
 ];
-const NEEDS_ACCOUNT = new Set(["/studio", "/gallery", "/muses"]); // generations belong to accounts, not the admin key
+const NEEDS_ACCOUNT = new Set(["/studio", "/gallery", "/muses"]); // generations belong to accounts (the admin key has its own)
 
 export function render(main, { canVisit }) {
   const admin = isAdmin();
   const cards = CARDS.filter(([path, , , needsAdmin]) => (admin || !needsAdmin) && canVisit(path)
-    && (session.user || !NEEDS_ACCOUNT.has(path))).map(([path, title, text]) =>
+    && (hasAccount() || !NEEDS_ACCOUNT.has(path))).map(([path, title, text]) =>
     h("li", { class: "card tile" }, h("h2", {}, h("a", { href: `#${path}` }, title)), h("p", { class: "muted" }, text)));
   replace(main,
     pageHeader("Welcome", `Signed in as ${describe()}.`),
+    hasAccount() && canVisit("/studio") ? h("p", { class: "lead" },
+      h("a", { href: "#/studio", class: "btn btn-primary" }, "Generate an image"),
+      " \u2014 write a prompt in the studio and press Generate.") : null,
     h("ul", { class: "tiles" }, cards),
     admin ? null : h("p", { class: "muted" }, "Operators: enter the admin key on the ", h("a", { href: "#/admin/key" }, "admin key page"),
       " to manage the pool."),

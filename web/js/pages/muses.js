@@ -2,6 +2,7 @@
 // with export, delete, "use in the studio", and the generations that used it.
 
 import { api, ApiError } from "../api.js";
+import { hasAccount } from "../session.js";
 import { h, replace, timeEl, download } from "../dom.js";
 import { listAll, loadMuses, media, outputIdOf, outputUrl, statusBadge, costOf } from "../gen.js";
 import { pageHeader, section, busy, confirmDialog, showNotice, showError, tableWrap, empty } from "../ui.js";
@@ -168,10 +169,10 @@ async function renderEditor(main, { id, navigate, signal }) {
 }
 
 export function render(main, { params, navigate, session }) {
-  if (!session.user) {
+  if (!hasAccount()) {
     replace(main, pageHeader("Muses", "Saved characters."),
-      h("p", {}, "Muses belong to accounts, and the admin key has none. ",
-        h("a", { href: "#/signin?next=%2Fmuses" }, "Sign in with an account"), " to see yours."));
+      h("p", {}, "Muses belong to accounts. ",
+        h("a", { href: "#/signin?next=%2Fmuses" }, "Sign in"), " to see yours."));
     return () => {};
   }
   const controller = new AbortController();

@@ -1,4 +1,5 @@
-// The pool's settings form (PUT /api/v1/pool/config) and the provider key form (POST /api/v1/admin/tokens).
+// The pool's settings form (PUT /api/v1/pool/config, models included, with an offer to replace instances after a
+// change of models) and the provider key form (POST /api/v1/admin/tokens).
 
 import { api, ApiError } from "../api.js";
 import { h, replace, field } from "../dom.js";
@@ -9,8 +10,48 @@ function numberOrNull(input) {
   return raw === "" ? null : Number(raw);
 }
 
-/** The settings card: `update(config, refill)` fills it from the pool unless the user is editing. */
-export function settingsSection() {
+function lines(input) {
+  return input.value.split(/[\n,]+/).map((x) => x.trim()).filter(Boolean);
+}
+
+function sameList(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** Offer to replace the idle instances rented with the old template (busy ones finish their job first). */
+function replaceOffer(box, instances) {
+  const idle = instances().filter((i) => i.state === "ready" || i.state === "loading");
+  if (!idle.length) {
+    replace(box);
+    box.hidden = true;
+    return;
+  }
+  const go = h("button", { type: "button", class: "btn btn-primary" }, `Replace ${idle.length} instance${idle.length === 1 ? "" : "s"}`);
+  go.addEventListener("click", async () => {
+    const done = await busy(go, async () => {
+      for (const inst of idle) {
+        await api("POST", `/api/v1/pool/instances/${encodeURIComponent(inst.id)}/terminate`,
+          { body: { reason: "replaced: new template models" }, as: "admin" });
+      }
+      return true;
+    }, "Replace instances");
+    if (done) {
+      replace(box);
+      box.hidden = true;
+      showNotice(`Replacing ${idle.length} instance(s): new ones come up with the new models.`);
+    }
+  });
+  const later = h("button", { type: "button", class: "btn" }, "Not now");
+  later.addEventListener("click", () => { replace(box); box.hidden = true; });
+  replace(box, h("p", {}, h("strong", {}, "Running instances still have the old models. "),
+    "New instances download the new list. Replace the idle ones now (claimed ones finish their job and are kept)?"),
+  h("div", { class: "inline" }, go, later));
+  box.hidden = false;
+}
+
+/** The settings card: `update(config, refill)` fills it from the pool unless the user is editing.
+ * `instances()`: the pool's live instances (to offer replacing them after a change of models). */
+export function settingsSection({ instances = () => [] } = {}) {
   const f = {
     desired: field("Desired size", { kind: "number", min: 0, max: 64, step: 1, required: true,
       hint: "Ready instances the pool keeps warm." }),
@@ -24,7 +65,12 @@ export function settingsSection() {
     verified: field("Verified hosts only", { kind: "checkbox" }),
     capDph: field("Spend cap ($/h)", { kind: "number", min: 0, step: "0.01", hint: "Empty: no cap. Reaching a cap turns safe mode on." }),
     capDay: field("Spend cap ($ per UTC day)", { kind: "number", min: 0, step: "0.01", hint: "Empty: no cap." }),
+    models: field("Models to download (URLs)", { kind: "textarea", wide: true, rows: 3, spellcheck: "false",
+      hint: "One Hugging Face or Civitai download URL per line. Each new instance downloads them; the file name is the checkpoint name the studio offers." }),
+    required: field("Required models (file names)", { kind: "textarea", wide: true, rows: 2, spellcheck: "false",
+      hint: "One per line. An instance counts as Ready only once ComfyUI lists these; empty: as soon as it answers." }),
   };
+  const replaceBox = h("div", { class: "banner", role: "region", "aria-label": "Replace instances", hidden: true });
   const save = h("button", { type: "submit", class: "btn btn-primary" }, "Save settings");
   const revert = h("button", { type: "button", class: "btn" }, "Discard changes");
   const form = h("form", { class: "settings", "aria-labelledby": "pool-settings" },
@@ -32,7 +78,8 @@ export function settingsSection() {
     h("fieldset", {}, h("legend", {}, "Offer filter"),
       h("div", { class: "form-grid" }, f.gpus.wrap, f.maxDph.wrap, f.minDisk.wrap, f.minRel.wrap, f.verified.wrap)),
     h("fieldset", {}, h("legend", {}, "Spend caps"), h("div", { class: "form-grid" }, f.capDph.wrap, f.capDay.wrap)),
-    h("div", { class: "form-actions" }, save, revert));
+    h("fieldset", {}, h("legend", {}, "Models"), h("div", { class: "form-grid" }, f.models.wrap, f.required.wrap)),
+    h("div", { class: "form-actions" }, save, revert), replaceBox);
   let dirty = false;
   let latest = null;
   form.addEventListener("input", () => { dirty = true; });
@@ -48,6 +95,8 @@ export function settingsSection() {
     f.verified.input.checked = Boolean(config.offer_filter.verified_only);
     f.capDph.input.value = config.spend_caps.max_dph ?? "";
     f.capDay.input.value = config.spend_caps.max_per_day ?? "";
+    f.models.input.value = (config.template.models || []).join("\n");
+    f.required.input.value = (config.readiness.required_models || []).join("\n");
     dirty = false;
   }
 
@@ -66,12 +115,18 @@ export function settingsSection() {
         verified_only: f.verified.input.checked,
       },
       spend_caps: { max_dph: numberOrNull(f.capDph.input), max_per_day: numberOrNull(f.capDay.input) },
+      template: { models: lines(f.models.input) },
+      readiness: { required_models: lines(f.required.input) },
     };
+    const before = latest;
     const config = await busy(save, () => api("PUT", "/api/v1/pool/config", { body, as: "admin" }), "Pool settings");
     if (config) {
       latest = config;
       fill(config);
       showNotice("Pool settings saved.");
+      const changed = !before || !sameList(before.template.models || [], config.template.models || [])
+        || !sameList(before.readiness.required_models || [], config.readiness.required_models || []);
+      if (changed) replaceOffer(replaceBox, instances);
     }
   });
 

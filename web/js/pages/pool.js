@@ -216,7 +216,7 @@ export function render(main) {
     conn.textContent = error ? `${text}: ${error.message}` : text;
   }
 
-  const settings = settingsSection();
+  const settings = settingsSection({ instances: () => [...pool.rows.values()] });
   replace(main,
     pageHeader("Pool", "Instances update live; uptime and cost advance every second.", conn),
     safeBanner,

@@ -94,8 +94,8 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
     } else if (spec.type === "checkpoint") {
       made = checkpoints.length
         ? field(label, { kind: "select", options: [["", "Default"], ...checkpoints.map((c) => [c, c])],
-          hint: "The checkpoints the pool's instances have." })
-        : field(label, { maxlength: 256, placeholder: "default", hint: "No instance has listed its checkpoints yet; empty: the default." });
+          hint: "What the pool's instances have or will download (Pool settings → Models)." })
+        : field(label, { maxlength: 256, placeholder: "default", hint: "The pool offers no checkpoint: an admin adds one in Pool settings → Models." });
     } else if (spec.type === "image") {
       made = field(label, { kind: "select", options: [["", "Choose one of your outputs…"]],
         hint: "One of your outputs (a muse's first reference image when none is chosen)." });

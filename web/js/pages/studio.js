@@ -1,6 +1,7 @@
 // Studio: write a prompt (or upload your own workflow), see what it costs, generate, watch it live over the
 // stream, get the result; recent generations below.
 
+import { hasAccount } from "../session.js";
 import { api } from "../api.js";
 import { h, replace, money, timeEl } from "../dom.js";
 import { ACTIVE, older, followJobs, loadMuses, statusBadge, costOf, media, listAll } from "../gen.js";
@@ -12,10 +13,10 @@ const ESTIMATE_DELAY_MS = 450;
 const HISTORY_PAGE = 10;
 
 export function render(main, { params, session }) {
-  if (!session.user) {
+  if (!hasAccount()) {
     replace(main, pageHeader("Studio", "Generate images and short videos on the pool's GPUs."),
-      h("p", {}, "Generations belong to accounts, and the admin key has none. ",
-        h("a", { href: "#/signin?next=%2Fstudio" }, "Sign in with an account"), " to use the studio."));
+      h("p", {}, "Generations belong to accounts. ",
+        h("a", { href: "#/signin?next=%2Fstudio" }, "Sign in"), " with your account or the admin key to use the studio."));
     return () => {};
   }
   const controller = new AbortController();

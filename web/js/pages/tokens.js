@@ -11,11 +11,20 @@ export function render(main) {
   const controller = new AbortController();
   // Token requests use the session when there is one (else the admin key): that credential's role decides.
   const admin = session.user ? session.user.role === "admin" : isAdmin();
-  const ownAccount = session.user && session.user.user ? session.user.user : null;
   const name = field("Name", { maxlength: 100, placeholder: "ci-runner", hint: "To recognise the token later." });
   const expiry = field("Expires after", { kind: "select", options: EXPIRY, value: "2592000" });
-  const owner = admin ? field("For account id", { maxlength: 128, pattern: "[A-Za-z0-9_\\-:]{1,128}", autocomplete: "off",
-    required: !ownAccount, hint: ownAccount ? "Empty: your own account." : "The admin key has no account: name the account." }) : null;
+  const owner = admin ? field("For account", { kind: "select", options: [["", "Your own account"]],
+    hint: "An admin can make a token for anyone's account." }) : null;
+  const names = new Map(); // account id -> username, for the list
+  if (owner) {
+    api("GET", "/api/v1/accounts", { as: "admin", signal: controller.signal }).then((data) => {
+      for (const a of data.items) {
+        names.set(a.id, a.username);
+        if (!a.disabled) owner.input.append(h("option", { value: a.username }, `${a.username} (${a.role})`));
+      }
+      load(); // again, with usernames in the Account column
+    }).catch((error) => showError(error, "Listing accounts"));
+  }
   const create = h("button", { type: "submit", class: "btn btn-primary" }, "Create token");
   const reveal = h("div", { class: "reveal", hidden: true, "aria-live": "polite" });
   const form = h("form", { class: "form-grid" }, name.wrap, expiry.wrap, owner ? owner.wrap : null,
@@ -86,7 +95,7 @@ export function render(main) {
         return h("tr", {},
           h("td", {}, t.name || h("span", { class: "muted" }, "(unnamed)")),
           h("td", {}, h("code", {}, t.fingerprint)),
-          admin ? h("td", {}, h("code", { title: t.user_id }, short(t.user_id, 12))) : null,
+          admin ? h("td", {}, names.has(t.user_id) ? names.get(t.user_id) : h("code", { title: t.user_id }, short(t.user_id, 12))) : null,
           h("td", {}, timeEl(t.created_at)), h("td", {}, t.expires_at ? timeEl(t.expires_at) : "never"),
           h("td", {}, t.last_used_at ? timeEl(t.last_used_at) : "never"), h("td", {}, revoke));
       })))));
@@ -96,7 +105,7 @@ export function render(main) {
     event.preventDefault();
     const body = { name: name.input.value.trim() };
     if (expiry.input.value) body.expires_in_s = Number(expiry.input.value);
-    if (owner && owner.input.value.trim()) body.user_id = owner.input.value.trim();
+    if (owner && owner.input.value) body.username = owner.input.value;
     const token = await busy(create, () => api("POST", "/api/v1/tokens", { body }), "Create token");
     if (token) {
       name.input.value = "";
