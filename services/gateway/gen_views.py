@@ -73,7 +73,8 @@ def generation_of(view: api.JobView) -> g.Generation:
         error=msgspec.convert(msgspec.to_builtins(view.error), g.GenerationError) if view.error else None,
         warnings=view.warnings, attempts=view.attempts, cancel_requested=view.cancel_requested,
         webhook=msgspec.convert(msgspec.to_builtins(view.webhook), g.WebhookState) if view.webhook else None,
-        created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at)
+        created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+        timeline=[g.GenerationMilestone(kind=m.kind, at=m.at, detail=m.detail) for m in view.timeline])
 
 
 def generation_of_job(job: Job) -> g.Generation:
