@@ -21,7 +21,7 @@ from services.generation import templates as gen_templates
 
 __all__ = [
     "Cursor", "Estimate", "EstimateBody", "Generation", "GenerationBody", "GenerationCreated", "GenerationError",
-    "GenerationMilestone", "GenerationPage", "GenerationProgress", "GenerationWaiting", "GenerationsQuery", "JobStatus", "OutputRef",
+    "GenerationMilestone", "GenerationPage", "GenerationProgress", "GenerationWaiting", "GenerationsQuery", "JobStatus", "Lora", "OutputRef",
     "TemplateInfo", "TemplateList", "TemplateParam", "WebhookState",
 ]
 
@@ -159,6 +159,14 @@ class WebhookState(msgspec.Struct, kw_only=True):
     next_attempt_at: datetime | None = None
 
 
+class Lora(msgspec.Struct, kw_only=True):
+    """A LoRA the generation's workflow applied, with its strengths."""
+
+    name: str
+    strength_model: float | None = None
+    strength_clip: float | None = None
+
+
 class GenerationMilestone(msgspec.Struct, kw_only=True):
     """One step of a generation, timed when it was recorded: queued, claimed (``detail``: the GPU), started,
     attempt_lost, cancel_requested, completed, failed, cancelled."""
@@ -195,6 +203,7 @@ class Generation(msgspec.Struct, kw_only=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     timeline: list[GenerationMilestone] = []
+    loras: list[Lora] = []
 
 
 class GenerationCreated(msgspec.Struct, kw_only=True):
