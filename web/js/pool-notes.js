@@ -37,8 +37,8 @@ export function poolNotes(summary) {
     const idle = Number(summary.config.idle_timeout_s ?? summary.config.idle_s ?? 0);
     const billing = live.filter((row) => row.state !== "renting");
     const dph = billing.length ? billing.reduce((sum, row) => sum + (row.dph || 0), 0) / billing.length : 0;
-    notes.push({ kind: "burst", extra, text: `The pool grew to ${live.length} GPU instance${live.length === 1 ? "" : "s"} for ` +
-      `the queued work (its minimum is ${minimum}). The ${extra} extra one${extra === 1 ? "" : "s"} ` +
+    notes.push({ kind: "burst", extra, text: `The pool has grown to ${live.length} GPU instance${live.length === 1 ? "" : "s"}, ` +
+      `above its minimum of ${minimum} (a burst of jobs or a prewarm). The ${extra} extra one${extra === 1 ? "" : "s"} ` +
       `${extra === 1 ? "stops" : "stop"} after ${span(idle)} without a job and ${extra === 1 ? "bills" : "bill"} until then` +
       `${dph ? ` (about $${(dph * extra).toFixed(2)}/h together)` : ""}.` });
   }

@@ -56,9 +56,9 @@ export function render(main, { params, session, navigate }) {
     const settings = item.settings;
     if (!settings || !settings.template) return null;
     const cls = small ? "btn btn-small" : "btn";
-    const reuse = h("button", { type: "button", class: cls, "aria-label": `Reuse the settings of ${item.filename}` },
+    const reuse = h("button", { type: "button", class: cls, "aria-label": `Reuse these settings of ${item.filename}` },
       "Reuse these settings");
-    const variation = h("button", { type: "button", class: cls, "aria-label": `Make a variation of ${item.filename} (new seed)` },
+    const variation = h("button", { type: "button", class: cls, "aria-label": `Variation (new seed) of ${item.filename}` },
       "Variation (new seed)");
     const go = (newSeed) => {
       sendToStudio(settings, { newSeed });
