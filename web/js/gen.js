@@ -55,7 +55,7 @@ export function phaseOf(job, progress = null) {
     return { text: "starting on a GPU…", step: null, max: null };
   }
   if (job.waiting && BLOCKED.has(job.waiting.reason)) {
-    return { text: `waiting: ${job.waiting.message}`, step: null, max: null, blocked: true };
+    return { text: `waiting: ${job.waiting.message}.`, step: null, max: null, blocked: true };
   }
   if (job.waiting) {
     const words = WAITING[job.waiting.reason];

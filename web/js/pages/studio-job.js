@@ -185,7 +185,8 @@ export class JobPanel {
       const label = phase.step ? "sampling…" : phase.text;
       this.phase.textContent = capital(label);
       const step = label.startsWith("running ") ? "running the workflow…" : label.replace(/ \(about .*\)$/, "");
-      if (!phase.blocked) this.note(capital(step)); // one line per phase, not per node or step
+      // One line per phase, not per node or step; "starting" is the recorded "Got a GPU" already.
+      if (!phase.blocked && !/^starting/.test(step)) this.note(capital(step));
     } else if (job.status === "completed") {
       const took = job.seconds !== null && job.seconds !== undefined ? ` in ${seconds(job.seconds)} of GPU time` : "";
       this.phase.textContent = `Done${took}.`;

@@ -81,6 +81,15 @@ export function render(main, { params, session }) {
   let estimateAbort = null;
   function scheduleEstimate() {
     clearTimeout(estimateTimer);
+    const missing = form ? form.missing() : "";
+    if (missing) { // said at once (a template change, a file that is not JSON): nothing to ask the gateway
+      estimateSeq += 1;
+      if (estimateAbort) estimateAbort.abort();
+      form.showProblems(null);
+      estimate.textContent = missing;
+      return;
+    }
+    estimate.textContent = "Estimating…";
     estimateTimer = setTimeout(runEstimate, ESTIMATE_DELAY_MS);
   }
   async function runEstimate() {
@@ -258,8 +267,8 @@ function historyTable({ signal, onShow, onReuse, onCancel, museName }) {
     const out = (job.outputs || [])[0];
     return h("tr", { "data-id": job.id },
       h("td", { "data-label": "Created" }, timeEl(job.created_at)), h("td", { "data-label": "Status" }, statusBadge(job.status)),
-      h("td", { class: "what", "data-label": "What" }, h("span", { class: "tag" }, what), " ",
-        h("span", { title: prompt }, prompt.length > 90 ? `${prompt.slice(0, 90)}…` : prompt)),
+      h("td", { class: "what", "data-label": "What" }, h("span", {}, h("span", { class: "tag" }, what), " ",
+        h("span", { title: prompt }, prompt.length > 90 ? `${prompt.slice(0, 90)}…` : prompt))),
       h("td", { class: "num", "data-label": "Cost" }, job.status === "completed" || job.cost !== null ? costOf(job) : "—"),
       h("td", { "data-label": "Result" }, out ? media(out, `Result of ${prompt || job.id}`, { cls: "history-thumb" }) : "—"),
       h("td", { "data-label": "Actions" }, h("div", { class: "actions" }, show, reuse, cancel)));
