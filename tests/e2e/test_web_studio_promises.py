@@ -182,7 +182,8 @@ async def test_the_form_is_kept_ctrl_enter_generates_and_img2img_does_not_estima
     assert job["params"]["prompt"] == "a paper boat on a puddle" and job["params"]["steps"] == 9
     notes = page.locator("#pool-notes")  # the pool grew past its minimum (0 here) for this job
     await expect(notes).to_contain_text("above its minimum of 0", timeout=10_000)
-    await expect(notes).to_contain_text("stops after 15 min without a job and bills until then")
+    idle = (await stack.admin("GET", "/api/v1/pool"))["config"]["idle_timeout_s"]  # 900 unless a test changed it
+    await expect(notes).to_contain_text(f"stops after {round(idle / 60)} min without a job and bills until then")
     await ui.shot("ctrl-enter-done-burst-note")
     assert refused == [], refused
 
