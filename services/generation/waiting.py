@@ -11,6 +11,7 @@ from .domain import Job
 from .workflow import LOADER_CLASSES
 
 DEFAULT_START_S = 300.0  # rent-to-ready when the pool has no history to learn from
+NO_RENTAL_AFTER_S = 120.0  # with nothing renting after this long (and twice the usual start), renting is stuck
 RECENT_RENT_FAILURE_S = 600.0  # a rent refusal older than this no longer explains a wait
 SAFE_MODE_WHY = {"admin": "an admin turned it on", "budget_dph": "the spend-rate cap ($/h) was reached",
                  "budget_day": "the daily spend cap was reached"}
@@ -98,6 +99,11 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
     if busy:
         return Waiting(reason="instances_busy", message=f"all {len(busy)} instance(s) are busy",
                        expected_wait_s=round(free_in, 1))
+    waited = (now - job.requested_at).total_seconds() if job.requested_at else 0.0
+    if waited > max(NO_RENTAL_AFTER_S, 2 * start):  # asked long ago and nothing is even renting: say so, no estimate
+        return Waiting(reason="cannot_rent", message=f"no GPU could be rented in the {round(waited)} s this job has "
+                                                     "waited (no offer matches the pool's filter, a spend cap, or the "
+                                                     "provider refuses); an admin sees why on the pool page")
     return Waiting(reason="no_instance", message="the pool has no instance; one is requested",
                    expected_wait_s=round(start, 1))
 

@@ -132,6 +132,10 @@ def test_a_job_the_pool_will_not_serve_says_why_instead_of_an_endless_estimate()
     assert explain(job(), [], [], pool(refused, renting), now).reason == "renting_instance"  # a retry is under way
     ended = inst("e", "failed", failure="x", rented_at=T0, terminated_at=now)  # failed after renting: not a refusal
     assert explain(job(), [], [], pool(ended), now).reason == "no_instance"
+    asked = msgspec.structs.replace(job(), requested_at=T0)
+    assert explain(asked, [], [], pool(), T0 + timedelta(seconds=100)).reason == "no_instance"  # within the usual start
+    stuck = explain(asked, [], [], pool(), T0 + timedelta(seconds=700))  # nothing even renting, long past it
+    assert stuck.reason == "cannot_rent" and "700 s" in stuck.message and stuck.expected_wait_s is None
 
 
 def test_typical_start_learns_from_the_pool() -> None:
