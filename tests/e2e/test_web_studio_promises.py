@@ -203,6 +203,10 @@ async def test_waiting_in_safe_mode_says_so_and_a_queued_row_can_be_cancelled(st
         await expect(phase).not_to_contain_text("Requesting a GPU")
         await expect(phase).not_to_contain_text("about")
         await ui.shot("waiting-safe-mode")
+        token = await user_token(stack, username, password)
+        [queued] = (await as_user(stack, token, "GET", "/api/v1/generations"))["items"]
+        waiting = (await as_user(stack, token, "GET", f"/api/v1/generations/{queued['id']}"))["waiting"]
+        assert waiting["reason"] == "safe_mode" and waiting["expected_wait_s"] is None, waiting
         history = page.get_by_role("table", name="Recent generations")
         cancel = history.get_by_role("button", name=re.compile("^Cancel generation "))
         await expect(cancel).to_have_count(1)

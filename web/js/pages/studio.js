@@ -162,7 +162,9 @@ export function render(main, { params, session }) {
     }
     form = studioForm({ info, muses, onChange: () => { keep(form.state()); scheduleEstimate(); },
       loadOutputs: () => listAll("/api/v1/gallery", { query: { limit: 50 }, cursorParam: "before", max: 50, signal }).catch(() => []),
-      actions: h("div", { class: "generate-bar" }, estimate, generate) });
+      actions: h("div", { class: "generate-bar" }, estimate,
+        h("div", { class: "generate-go" }, generate, h("span", { class: "hint shortcut" }, "or ", h("kbd", {}, /Mac|iP(hone|ad)/.test(navigator.platform) ? "⌘" : "Ctrl"), "+",
+          h("kbd", {}, "Enter")))) });
     form.el.addEventListener("submit", submit);
     form.el.addEventListener("keydown", (event) => { // Ctrl+Enter (Cmd+Enter on a Mac) generates from anywhere in the form
       if (event.key === "Enter" && (event.ctrlKey || event.metaKey) && !generate.disabled) {
