@@ -154,6 +154,8 @@ async def test_the_form_is_kept_ctrl_enter_generates_and_img2img_does_not_estima
     refused: list[str] = []
     page.on("response", lambda r: refused.append(f"{r.status} {r.url}")
             if "/api/v1/generations/estimate" in r.url and r.status >= 400 else None)
+    polled: list[str] = []  # the pool notes follow the stream; reads would eat the per-credential rate limit
+    page.on("request", lambda r: polled.append(r.url) if r.url.endswith("/api/v1/pool") else None)
     await sign_in(ui, username, password, "/#/studio")
     await page.get_by_label("Prompt", exact=True).fill("a paper boat on a puddle")
     await page.get_by_label("Steps", exact=True).fill("9")
@@ -186,6 +188,7 @@ async def test_the_form_is_kept_ctrl_enter_generates_and_img2img_does_not_estima
     await expect(notes).to_contain_text(f"stops after {round(idle / 60)} min without a job and bills until then")
     await ui.shot("ctrl-enter-done-burst-note")
     assert refused == [], refused
+    assert polled == [], polled
 
 
 async def test_waiting_in_safe_mode_says_so_and_a_queued_row_can_be_cancelled(stack: Stack, ui: Session) -> None:

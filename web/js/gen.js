@@ -156,7 +156,7 @@ export function loadMuses(signal) {
 
 /**
  * Follow the signed-in user's jobs on GET /api/v1/stream: `onJob(generation, type)`,
- * `onProgress(event)`, `onPool()` (the pool changed: waiting reasons may have), `onState(state)`.
+ * `onProgress(event)`, `onPool(kind, data)` (the pool changed: waiting reasons may have), `onState(state)`.
  */
 export function followJobs({ onJob = () => {}, onProgress = () => {}, onPool = () => {}, onState = () => {} }) {
   return stream("/api/v1/stream", {
@@ -165,7 +165,7 @@ export function followJobs({ onJob = () => {}, onProgress = () => {}, onPool = (
     onEvent(kind, data) {
       if (kind === "job" && data.generation) onJob(data.generation, data.type);
       else if (kind === "progress") onProgress(data);
-      else if (kind === "pool" || kind === "snapshot") onPool(kind);
+      else if (kind === "pool" || kind === "snapshot") onPool(kind, data);
     },
   });
 }

@@ -49,6 +49,26 @@ export function poolNotes(summary) {
   return notes;
 }
 
+/**
+ * Fold the stream's pool messages into a summary for `poolNotes` (no polling: the rate limit is per credential).
+ * `snapshot`: the whole summary; `pool`: one instance's row, or safe mode and the config.
+ */
+export function foldPool(summary, kind, data) {
+  if (kind === "snapshot") return { ...data, instances: [...(data.instances || [])] };
+  if (kind !== "pool" || !summary) return summary;
+  const next = { ...summary };
+  if (data.instance) {
+    next.instances = [...summary.instances.filter((row) => row.id !== data.instance.id), data.instance];
+  } else {
+    if (typeof data.safe_mode === "boolean") {
+      if (data.safe_mode !== summary.safe_mode) next.safe_mode_reason = "";
+      next.safe_mode = data.safe_mode;
+    }
+    if (data.config) next.config = data.config;
+  }
+  return next;
+}
+
 /** The notes as banners (role=status: announced, not alarming), or nothing. */
 export function poolNoteBanners(summary) {
   return poolNotes(summary).map((note) => h("p", { class: `banner banner-${note.kind === "burst" ? "info" : "warn"} pool-note`,

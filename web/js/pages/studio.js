@@ -4,14 +4,14 @@
 import { api } from "../api.js";
 import { h, replace, money, timeEl } from "../dom.js";
 import { ACTIVE, older, followJobs, loadMuses, statusBadge, costOf, media, listAll } from "../gen.js";
-import { poolNoteBanners } from "../pool-notes.js";
+import { foldPool, poolNoteBanners } from "../pool-notes.js";
 import { pageHeader, section, showError, clearErrors, tableWrap, empty, busy } from "../ui.js";
 import { studioForm } from "./studio-form.js";
 import { JobPanel } from "./studio-job.js";
 
 const ESTIMATE_DELAY_MS = 450;
 const HISTORY_PAGE = 10;
-const POOL_READ_MS = 2000; // pool changes come in bursts; one read of the summary per burst
+const POOL_DRAW_MS = 500; // pool changes come in bursts; the notes are redrawn once per burst
 const KEPT = "stoker.studio.form";
 const REUSE = "stoker.studio.reuse"; // settings the gallery sends ("reuse these settings", "variation")
 let keptWorkflow = null; // the uploaded workflow, kept in memory while you visit other pages
@@ -190,9 +190,10 @@ export function render(main, { params, session }) {
       history.upsert(job, { prepend: true });
     },
     onProgress: (event) => panel.progress(event),
-    onPool: () => {
+    onPool: (kind, data) => {
       panel.poolChanged();
-      schedulePoolRead();
+      poolState = foldPool(poolState, kind, data);
+      schedulePoolDraw();
     },
     onState: (state, error) => {
       const text = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", stopped: "Disconnected" }[state] || state;
@@ -202,17 +203,17 @@ export function render(main, { params, session }) {
     },
   });
 
-  // --- the pool's notes (safe mode, a burst beyond its minimum and how long it bills) ---------
+  // --- the pool's notes (safe mode, a burst beyond its minimum and how long it bills), from the stream ---
+  let poolState = null;
   let poolTimer = null;
-  function schedulePoolRead() {
-    if (!poolTimer) poolTimer = setTimeout(readPool, POOL_READ_MS);
+  function schedulePoolDraw() {
+    if (!poolTimer) poolTimer = setTimeout(drawPool, POOL_DRAW_MS);
   }
-  async function readPool() {
+  function drawPool() {
     poolTimer = null;
-    try {
-      replace(poolNotes, poolNoteBanners(await api("GET", "/api/v1/pool", { as: "user", signal })));
-    } catch {
-      // the notes are a courtesy; a job's own waiting reason still says what blocks it
+    const banners = poolNoteBanners(poolState);
+    if (banners.map((el) => el.textContent).join("\n") !== [...poolNotes.children].map((el) => el.textContent).join("\n")) {
+      replace(poolNotes, banners);
     }
   }
 
@@ -222,7 +223,6 @@ export function render(main, { params, session }) {
     h("div", { class: "studio" }, formCard, panel.el),
     section("Recent generations", history.el));
   start();
-  readPool();
   return () => {
     clearTimeout(poolTimer);
     if (form) keep(form.state());
