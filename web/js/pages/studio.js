@@ -139,8 +139,15 @@ export function render(main, { params, session }) {
       history.upsert(created.generation, { prepend: true });
       panel.el.scrollIntoView({ block: "nearest" });
     } catch (error) {
-      showError(error, "Generate");
-      if (error.details) form.showProblems(error.details, "Problems in your workflow");
+      const listed = error.details && error.details.node_errors && Object.keys(error.details.node_errors).length;
+      if (listed) { // the problems are listed under the form: say so once here instead of repeating them
+        const short = Object.assign(Object.create(Object.getPrototypeOf(error)), error,
+          { message: "invalid workflow: nothing was queued; the problems are listed under the form" });
+        showError(short, "Generate");
+        form.showProblems(error.details, "Problems in your workflow");
+      } else {
+        showError(error, "Generate");
+      }
     } finally {
       generate.disabled = false;
       generate.removeAttribute("aria-busy");
