@@ -29,7 +29,7 @@ export function render(main) {
   const liveWrap = tableWrap("Live instances table", liveTable);
   const liveEmpty = empty("No live instances. Prewarm one, or raise the desired size below.");
   const endedBody = h("tbody");
-  const endedTable = h("table", {}, h("caption", { class: "sr-only" }, "Ended instances"),
+  const endedTable = h("table", { class: "cards-on-phone" }, h("caption", { class: "sr-only" }, "Ended instances"),
     h("thead", {}, h("tr", {}, ENDED_COLUMNS.map((t) => h("th", { scope: "col" }, t)))), endedBody);
   const endedCount = h("span", {}, "0");
   const feed = h("ol", { class: "feed", "aria-label": "Recent pool changes" });
@@ -112,10 +112,12 @@ export function render(main) {
   }
 
   function endedRow(row) {
-    return { tr: h("tr", {}, h("th", { scope: "row" }, h("code", {}, short(row.id, 14))), h("td", {}, badge(row.state)),
-      h("td", {}, [row.termination_reason, row.failure ? `${row.failure} failed` : null].filter(Boolean).join(", ") || "—"),
-      h("td", {}, row.gpu || "—"), h("td", { class: "num" }, rate(row.dph)), h("td", { class: "num" }, money(row.accrued_cost)),
-      h("td", {}, reviewLink(row.id, "Timeline"))), ended: true };
+    return { tr: h("tr", {}, h("th", { scope: "row" }, h("code", {}, short(row.id, 14))),
+      h("td", { "data-label": "Final state" }, badge(row.state)),
+      h("td", { "data-label": "Why" }, [row.termination_reason, row.failure ? `${row.failure} failed` : null].filter(Boolean).join(", ") || "—"),
+      h("td", { "data-label": "GPU" }, row.gpu || "—"), h("td", { class: "num", "data-label": "$/h" }, rate(row.dph)),
+      h("td", { class: "num", "data-label": "Cost" }, money(row.accrued_cost)),
+      h("td", { "data-label": "Review" }, reviewLink(row.id, "Timeline"))), ended: true };
   }
 
   function drawRows() {
