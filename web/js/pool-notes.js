@@ -4,6 +4,8 @@
 import { h } from "./dom.js";
 
 const LIVE = new Set(["renting", "loading", "ready", "claimed"]);
+const SAFE_WHY = { admin: "an admin turned it on", budget_dph: "the spend-rate cap was reached",
+  budget_day: "the daily spend cap was reached" };
 
 /** "15 min", "90 s", "2 h". */
 export function span(seconds) {
@@ -27,7 +29,8 @@ export function poolNotes(summary) {
   if (!summary || !summary.config) return [];
   const notes = [];
   if (summary.safe_mode) {
-    notes.push({ kind: "safe", text: `Safe mode is on${summary.safe_mode_reason ? ` (${summary.safe_mode_reason})` : ""}: ` +
+    const why = SAFE_WHY[summary.safe_mode_reason] || summary.safe_mode_reason;
+    notes.push({ kind: "safe", text: `Safe mode is on${why ? ` (${why})` : ""}: ` +
       "the pool rents no GPU, so new generations wait until an admin turns it off." });
   }
   const live = (summary.instances || []).filter((row) => LIVE.has(row.state));
