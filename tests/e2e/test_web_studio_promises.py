@@ -196,6 +196,11 @@ async def test_waiting_in_safe_mode_says_so_and_a_queued_row_can_be_cancelled(st
     page = ui.page
     await stack.admin("POST", "/api/v1/pool/safe-mode", {"enabled": True, "reason": "admin"}, expect=200)
     try:
+        for _ in range(100):  # safe mode terminates every instance; the job must not catch one on its way out
+            pool = await stack.admin("GET", "/api/v1/pool")
+            if all(i["state"] in ("terminated", "failed") for i in pool["instances"]):
+                break
+            await asyncio.sleep(0.2)
         await sign_in(ui, username, password, "/#/studio")
         await expect(page.locator("#pool-notes")).to_contain_text("Safe mode is on")
         await page.get_by_label("Prompt", exact=True).fill("a kite over the dunes")
