@@ -273,6 +273,7 @@ async def test_phone_width_keeps_price_cost_and_actions_reachable(stack: Stack, 
     styled = await menu.evaluate("b => { const s = getComputedStyle(b); return [s.borderTopLeftRadius, s.backgroundColor, "
                                  "s.borderTopStyle]; }")
     assert styled[0] != "0px" and styled[1] != "rgba(0, 0, 0, 0)" and styled[2] == "solid", styled
+    await expect(page.locator("#pool-notes")).to_contain_text("above its minimum")  # the burst note, on a phone too
     row = page.locator(f'table.history tr[data-id="{created["id"]}"]')
     for label in ("Cost", "Actions"):
         cell = row.locator(f'td[data-label="{label}"]')

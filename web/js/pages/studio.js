@@ -200,7 +200,8 @@ export function render(main, { params, session }) {
     onPool: (kind, data) => {
       panel.poolChanged();
       poolState = foldPool(poolState, kind, data);
-      schedulePoolDraw();
+      if (kind === "snapshot") drawPool(); // the first picture at once; changes come in bursts
+      else schedulePoolDraw();
     },
     onState: (state, error) => {
       const text = { connecting: "Connecting…", live: "Live", reconnecting: "Reconnecting…", stopped: "Disconnected" }[state] || state;
@@ -217,6 +218,7 @@ export function render(main, { params, session }) {
     if (!poolTimer) poolTimer = setTimeout(drawPool, POOL_DRAW_MS);
   }
   function drawPool() {
+    clearTimeout(poolTimer);
     poolTimer = null;
     const banners = poolNoteBanners(poolState);
     if (banners.map((el) => el.textContent).join("\n") !== [...poolNotes.children].map((el) => el.textContent).join("\n")) {
