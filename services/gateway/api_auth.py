@@ -69,6 +69,13 @@ async def me(call: Call) -> Any:
     return {"actor": who.actor, "role": who.role, "via": who.via, "user_id": who.user_id, "user": user}
 
 
+async def session_status(call: Call) -> Any:
+    """Whether the caller is signed in, and as whom: a signed-out visitor is an answer here, not a 401."""
+    if call.principal is None:
+        return {"authenticated": False}
+    return {"authenticated": True, **await me(call)}
+
+
 def _owner(call: Call, requested: str | None) -> str:
     """Whose token: the caller's own; an admin may name any account (the admin key must)."""
     who = call.who
@@ -132,6 +139,9 @@ OPERATIONS = [
     Operation("POST", "/api/v1/auth/logout", logout, "logout", "End this session", "accounts",
               response=s.LogoutResult),
     Operation("GET", "/api/v1/auth/me", me, "me", "Who am I", "accounts", response=s.Me),
+    Operation("GET", "/api/v1/auth/session", session_status, "session_status",
+              "Am I signed in (no credential, or a stale one: authenticated false)", "accounts", role=None,
+              response=s.SessionStatus),
     Operation("POST", "/api/v1/tokens", create_token, "create_token", "Issue an API token (shown once)", "accounts",
               body=s.NewTokenBody, response=s.NewToken, status=201, errors=(404, 503)),
     Operation("GET", "/api/v1/tokens", list_tokens, "list_tokens", "List your API tokens", "accounts",

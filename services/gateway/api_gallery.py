@@ -33,8 +33,9 @@ async def list_gallery(call: Call) -> Any:
     view = reads.jobs
     tag = _tag(q.tag) if q.tag is not None else None
     before = gen_views.cursor_key(q.before) if q.before is not None else None
-    items: list[lib.GalleryItem] = []
+    entries = []
     last: tuple[int, int] | None = None
+    more = None
     for entry in sorted(view.gallery.get(user_id, {}).values(), key=lambda e: e.key, reverse=True):
         if before is not None and entry.key >= before:
             continue
@@ -44,12 +45,15 @@ async def list_gallery(call: Call) -> Any:
             continue
         if (q.since is not None and entry.created_at < q.since) or (q.until is not None and entry.created_at > q.until):
             continue
-        if len(items) == q.limit:
+        if len(entries) == q.limit:
             assert last is not None
-            return lib.GalleryPage(items=items, next=f"{last[0]}.{last[1]}")
-        items.append(gen_views.gallery_item(entry, muse_id))
+            more = f"{last[0]}.{last[1]}"
+            break
+        entries.append(entry)
         last = entry.key
-    return lib.GalleryPage(items=items, next=None)
+    found = await reads.loras([e.job_id for e in entries])
+    items = [gen_views.gallery_item(e, view.jobs.get(e.job_id), found.get(e.job_id)) for e in entries]
+    return lib.GalleryPage(items=items, next=more)
 
 
 async def _output(call: Call) -> tuple[str, str]:
@@ -77,8 +81,8 @@ async def tag_output(call: Call) -> Any:
     entry = reads.jobs.gallery.get(user_id, {}).get(name)
     if entry is None:
         raise not_found()
-    job = reads.jobs.jobs.get(entry.job_id)
-    return gen_views.gallery_item(entry, job.request.muse_id if job is not None and job.request is not None else None)
+    found = await reads.loras([entry.job_id])
+    return gen_views.gallery_item(entry, reads.jobs.jobs.get(entry.job_id), found.get(entry.job_id))
 
 
 async def delete_output(call: Call) -> Any:

@@ -51,6 +51,14 @@ async def _template_fields(call: Call, user_id: str, body: Any) -> dict[str, Any
             "muse_id": body.muse_id, "muse_variation": body.muse_variation}
 
 
+async def _with_loras(call: Call, generations: list[g.Generation]) -> list[g.Generation]:
+    """The generations with the LoRAs their workflows apply (read from each request event, cached)."""
+    found = await call.app[GEN_READS].loras([gen.id for gen in generations])
+    for gen in generations:
+        gen.loras = found.get(gen.id, [])
+    return generations
+
+
 async def create_generation(call: Call) -> Any:
     """Queue a generation; a repeated idempotency key answers 200 with the existing one."""
     body = call.body
@@ -79,7 +87,7 @@ async def get_generation(call: Call) -> Any:
     user_id = await job_owner(call, job_id)
     view = await call.app[GEN_CLIENT].call(api.GET, api.GetRequest(job_id=job_id, **fields(call, user_id)),
                                            api.JobView)
-    return gen_views.generation_of(view)
+    return (await _with_loras(call, [gen_views.generation_of(view)]))[0]
 
 
 async def list_generations(call: Call) -> Any:
@@ -90,7 +98,8 @@ async def list_generations(call: Call) -> Any:
         return g.GenerationPage(items=[])
     page = await call.app[GEN_CLIENT].call(api.LIST, api.ListRequest(limit=q.limit, cursor=q.before, status=q.status,
                                                                       **fields(call, user_id)), api.JobPage)
-    return g.GenerationPage(items=[gen_views.generation_of(v) for v in page.items], next=page.next_cursor)
+    items = await _with_loras(call, [gen_views.generation_of(v) for v in page.items])
+    return g.GenerationPage(items=items, next=page.next_cursor)
 
 
 async def cancel_generation(call: Call) -> Any:

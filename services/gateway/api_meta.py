@@ -111,6 +111,11 @@ async def docs_css(request: web.Request) -> web.Response:
     return web.Response(text=openapi.DOCS_CSS, content_type="text/css")
 
 
+async def docs_icon(request: web.Request) -> web.Response:
+    """The docs page's icon (a browser asks for one; a 404 would be a console error)."""
+    return web.Response(text=openapi.DOCS_ICON, content_type="image/svg+xml", headers={"Cache-Control": "max-age=86400"})
+
+
 async def index(request: web.Request) -> web.Response:
     """A placeholder page until the web UI lands."""
     return web.Response(text=INDEX_HTML, content_type="text/html")

@@ -187,6 +187,7 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[OPERATIONS] = operations
     app[OPENAPI_DOC] = openapi.document(operations)
     app.router.add_get("/api/docs.css", api_meta.docs_css)
+    app.router.add_get("/api/icon.svg", api_meta.docs_icon)
     web_ui.add_routes(app, env)  # the UI at / and /ui/ (the placeholder page without web/)
     if not config.admin_key:
         log.warning("no STOKER_ADMIN_KEY: the admin role is unreachable")

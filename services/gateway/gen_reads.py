@@ -15,6 +15,7 @@ import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import msgspec
 from aiohttp import web
@@ -28,6 +29,7 @@ from libs.events import generation as ev
 from libs.events.ids import is_subject_token
 from libs.events.projector import Projection, Projector
 from services.gateway import usage as u
+from services.gateway.gen_views import loras
 from services.gateway.gen_client import GenClient
 from services.gateway.resources import (
     COMFY_CLIENTS,
@@ -174,6 +176,12 @@ class GenReads:
         while self._request_bytes > REQUEST_CACHE_BYTES and len(self._requests) > 1:
             self._request_bytes -= self._requests.popitem(last=False)[1][1]
         return event
+
+    async def loras(self, job_ids: list[str]) -> dict[str, list[Any]]:
+        """The LoRAs of each job's workflow (read from its request event; cached like ``request_of``)."""
+        unique = list(dict.fromkeys(job_ids))
+        requests = await asyncio.gather(*(self.request_of(job_id) for job_id in unique))
+        return {job_id: loras(req) for job_id, req in zip(unique, requests, strict=True)}
 
     async def start(self, catch_up_timeout: float = 30.0) -> None:
         """Replay and follow the stream (bounded wait for the replay); then follow progress."""

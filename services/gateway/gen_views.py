@@ -18,6 +18,7 @@ from services.gateway.schemas import library as lib
 from services.generation import api
 from services.generation.domain import Job
 from services.generation.present import job_view
+from services.generation.workflow import loras_of
 from services.generation.view import GalleryEntry
 
 OUTPUT_ID = re.compile(r"^(?P<job>[A-Za-z0-9_\-:]{1,100})\.(?P<index>[0-9]{1,4})$")
@@ -73,7 +74,8 @@ def generation_of(view: api.JobView) -> g.Generation:
         error=msgspec.convert(msgspec.to_builtins(view.error), g.GenerationError) if view.error else None,
         warnings=view.warnings, attempts=view.attempts, cancel_requested=view.cancel_requested,
         webhook=msgspec.convert(msgspec.to_builtins(view.webhook), g.WebhookState) if view.webhook else None,
-        created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at)
+        created_at=view.created_at, started_at=view.started_at, finished_at=view.finished_at,
+        timeline=[g.GenerationMilestone(kind=m.kind, at=m.at, detail=m.detail) for m in view.timeline])
 
 
 def generation_of_job(job: Job) -> g.Generation:
@@ -81,13 +83,31 @@ def generation_of_job(job: Job) -> g.Generation:
     return generation_of(job_view(job))
 
 
-def gallery_item(entry: GalleryEntry, muse_id: str | None) -> lib.GalleryItem:
-    """One gallery entry in the HTTP API's shape."""
+def loras(request: ev.GenerationRequested | None) -> list[g.Lora]:
+    """The LoRAs a generation's workflow (as bound from its template, or the user's own) applies."""
+    if request is None:
+        return []
+    workflow = request.prompt or request.workflow or {}
+    return [msgspec.convert(found, g.Lora) for found in loras_of(workflow)]
+
+
+def settings_of(job: Job | None, found_loras: list[g.Lora] | None = None) -> lib.GallerySettings | None:
+    """How the job's outputs were made (None for a job the projection does not know)."""
+    req = job.request if job is not None else None
+    if req is None:
+        return None
+    return lib.GallerySettings(template=req.template, preset=req.preset, params=dict(req.params),
+                               checkpoint=req.checkpoint, muse_id=req.muse_id, loras=found_loras or [])
+
+
+def gallery_item(entry: GalleryEntry, job: Job | None, found_loras: list[g.Lora] | None = None) -> lib.GalleryItem:
+    """One gallery entry in the HTTP API's shape, with how it was made."""
     o = entry.output
     oid = output_id(entry.job_id, o)
+    muse_id = job.request.muse_id if job is not None and job.request is not None else None
     return lib.GalleryItem(id=oid, url=OUTPUTS_PATH + oid, job_id=entry.job_id, filename=o.filename,
-                         content_type=o.content_type, size=o.size, sha256=o.sha256, tags=list(entry.tags),
-                         muse_id=muse_id, created_at=entry.created_at)
+                           content_type=o.content_type, size=o.size, sha256=o.sha256, tags=list(entry.tags),
+                           muse_id=muse_id, created_at=entry.created_at, settings=settings_of(job, found_loras))
 
 
 def cursor_key(cursor: str) -> tuple[int, int]:

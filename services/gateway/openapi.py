@@ -103,6 +103,13 @@ details pre{background:#f7f7f7;padding:.5rem;overflow:auto;font-size:.85em}
 """
 
 
+DOCS_ICON = (  # the UI's icon (web/icon.svg), here too so the docs page has one without the web/ folder
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="7" fill="#1b2130"/>'
+    '<path d="M16 4c1 5 7 8 7 15a7 7 0 0 1-14 0c0-4 2-6 3.5-8 .3 2.5 1.5 4 3 4.5C14 11 15 7.5 16 4z" fill="#ff8a3d"/>'
+    '<path d="M16 16c.6 2.5 3.5 3.5 3.5 6.5a3.5 3.5 0 0 1-7 0c0-2 1.2-3 1.8-4 .4 1 1 1.6 1.7 1.8-.4-1.6-.3-3 0-4.3z" '
+    'fill="#ffd166"/></svg>')
+
+
 def docs_page(doc: dict[str, Any]) -> str:
     """A plain HTML page listing every operation (no script, no CDN: the CSP allows only this origin)."""
     esc = html.escape
@@ -126,6 +133,7 @@ def docs_page(doc: dict[str, Any]) -> str:
             by_tag.setdefault(item["tags"][0], []).append("".join(parts))
     sections = "".join(f"<h2>{esc(tag)}</h2>{''.join(ops)}" for tag, ops in by_tag.items())
     return ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Stoker API</title>"
+            "<link rel=\"icon\" href=\"/api/icon.svg\" type=\"image/svg+xml\">"
             "<link rel=\"stylesheet\" href=\"/api/docs.css\"></head><body>"
             f"<h1>{esc(doc['info']['title'])}</h1><p>{esc(doc['info']['description'])} "
             "Machine-readable: <a href=\"/api/openapi.json\">/api/openapi.json</a>.</p>"

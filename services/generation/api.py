@@ -200,7 +200,8 @@ class WebhookSecretRequest(Request, kw_only=True, forbid_unknown_fields=True):
 
 class Waiting(msgspec.Struct, kw_only=True):
     """Why a job is not producing yet. ``reason``: behind_jobs, no_instance, renting_instance,
-    instance_loading, instances_busy, starting, loading_model."""
+    instance_loading, instances_busy, starting, loading_model; and, when the pool will not rent at all,
+    safe_mode, pool_closed (max size 0), cannot_rent (the provider refuses) with no expected wait."""
 
     reason: str
     message: str
@@ -247,6 +248,15 @@ class WebhookStatus(msgspec.Struct, kw_only=True):
     next_attempt_at: datetime | None = None
 
 
+class Milestone(msgspec.Struct, kw_only=True):
+    """One step of a job's life, timed when its event was recorded (queued, claimed, started, attempt_lost,
+    cancel_requested, completed, failed, cancelled); ``detail``: the GPU, or why."""
+
+    kind: str
+    at: datetime
+    detail: str = ""
+
+
 class JobView(msgspec.Struct, kw_only=True):
     """A job as clients see it."""
 
@@ -275,6 +285,7 @@ class JobView(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    timeline: tuple[Milestone, ...] = ()
 
 
 class SubmitResult(msgspec.Struct, kw_only=True):

@@ -31,6 +31,15 @@ class DomainError(Exception):
         self.details = details
 
 
+class Milestone(msgspec.Struct, frozen=True, kw_only=True):
+    """One step of a job's life at the time its event was recorded (queued, claimed, started, attempt_lost,
+    cancel_requested, completed, failed, cancelled)."""
+
+    kind: str
+    at: datetime
+    detail: str = ""
+
+
 class Attempt(msgspec.Struct, frozen=True, kw_only=True):
     """One try of the job on one instance."""
 
@@ -74,6 +83,7 @@ class Job(msgspec.Struct, frozen=True, kw_only=True):
     webhook_next_at: datetime | None = None
     tags: dict[str, tuple[str, ...]] = {}
     deleted: tuple[str, ...] = ()
+    timeline: tuple[Milestone, ...] = ()
 
     @property
     def terminal(self) -> bool:
@@ -313,8 +323,37 @@ def _owned_output(job: Job, object_name: str) -> None:
         raise DomainError(f"no output {object_name}", "NOT_FOUND")
 
 
+def _milestone(event: Any, at: datetime) -> Milestone | None:
+    """The timeline entry an event makes, if any."""
+    match event:
+        case ev.GenerationRequested():
+            return Milestone(kind="queued", at=at)
+        case ev.GenerationClaimed():
+            return Milestone(kind="claimed", at=at, detail=event.gpu_name or event.instance_id)
+        case ev.GenerationStarted():
+            return Milestone(kind="started", at=at)
+        case ev.GenerationAttemptLost():
+            return Milestone(kind="attempt_lost", at=at, detail=event.message)
+        case ev.GenerationCancelRequested():
+            return Milestone(kind="cancel_requested", at=at)
+        case ev.GenerationCompleted():
+            return Milestone(kind="completed", at=at)
+        case ev.GenerationFailed():
+            return Milestone(kind="cancelled" if event.reason == "cancelled" else "failed", at=at,
+                             detail=event.reason)
+    return None
+
+
 def evolve(job: Job, event: Any, at: datetime) -> Job:
-    """Apply one event (recorded at ``at``) to a job."""
+    """Apply one event (recorded at ``at``) to a job; its timeline gets the step the event marks."""
+    after = _evolve(job, event, at)
+    step = _milestone(event, at)
+    if step is None or after is job:
+        return after
+    return msgspec.structs.replace(after, timeline=(*job.timeline, step))
+
+
+def _evolve(job: Job, event: Any, at: datetime) -> Job:
     r = msgspec.structs.replace
     match event:
         case ev.GenerationRequested():

@@ -31,7 +31,8 @@ def job_view(job: Job, waiting: api.Waiting | None = None, progress: api.Progres
         warnings=dict(job.warnings),
         attempts=job.attempts, instance_id=cur.instance_id if cur else None, prompt_id=cur.prompt_id if cur else None,
         cancel_requested=job.cancel_requested, webhook=webhook, created_at=job.requested_at,
-        started_at=job.started_at, finished_at=job.finished_at)
+        started_at=job.started_at, finished_at=job.finished_at,
+        timeline=tuple(api.Milestone(kind=m.kind, at=m.at, detail=m.detail) for m in job.timeline))
 
 
 def muse_view(muse: Muse) -> api.MuseView:

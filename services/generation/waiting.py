@@ -11,6 +11,10 @@ from .domain import Job
 from .workflow import LOADER_CLASSES
 
 DEFAULT_START_S = 300.0  # rent-to-ready when the pool has no history to learn from
+NO_RENTAL_AFTER_S = 120.0  # with nothing renting after this long (and twice the usual start), renting is stuck
+RECENT_RENT_FAILURE_S = 600.0  # a rent refusal older than this no longer explains a wait
+SAFE_MODE_WHY = {"admin": "an admin turned it on", "budget_dph": "the spend-rate cap ($/h) was reached",
+                 "budget_day": "the daily spend cap was reached"}
 
 
 def typical_start_s(pool: PoolView | None) -> float:
@@ -20,6 +24,27 @@ def typical_start_s(pool: PoolView | None) -> float:
     spans = [(i.ready_at - i.requested_at).total_seconds() for i in pool.instances.values()
              if i.ready_at is not None and i.requested_at is not None]
     return sum(spans) / len(spans) if spans else DEFAULT_START_S
+
+
+def blocked(pool: PoolView | None, now: datetime) -> Waiting | None:
+    """Why the pool will not rent for a waiting job at all (safe mode, no room, rentals refused), or None."""
+    if pool is None:
+        return None
+    if pool.safe_mode:
+        why = SAFE_MODE_WHY.get(pool.safe_mode_reason, pool.safe_mode_reason or "no reason given")
+        return Waiting(reason="safe_mode", message=f"safe mode is on ({why}): the pool rents no GPU and the job "
+                                                   "waits until an admin turns safe mode off")
+    if pool.config.max_size <= 0:
+        return Waiting(reason="pool_closed", message="the pool's maximum size is 0: it rents no GPU until an admin "
+                                                     "raises it")
+    live = [i for i in pool.instances.values() if i.phase in ("renting", "loading", "ready", "claimed")]
+    refused = [i for i in pool.instances.values() if i.phase == "failed" and i.rented_at is None
+               and i.terminated_at is not None and (now - i.terminated_at).total_seconds() <= RECENT_RENT_FAILURE_S]
+    if not live and refused:
+        last = max(refused, key=lambda i: i.terminated_at or now)
+        return Waiting(reason="cannot_rent", message=f"the pool cannot rent a GPU right now (the provider refused: "
+                                                     f"{last.failure or 'no reason given'}); it keeps trying")
+    return None
 
 
 def _remaining(job: Job, now: datetime) -> float:
@@ -38,6 +63,9 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
         return None
     if job.status != "queued":
         return None
+    stuck = blocked(pool, now)
+    if stuck is not None:
+        return stuck
     insts = [i for i in (pool.instances.values() if pool else []) if i.phase in ("renting", "loading", "ready",
                                                                                 "claimed")]
     free = [i for i in insts if i.phase == "ready"]
@@ -71,6 +99,11 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
     if busy:
         return Waiting(reason="instances_busy", message=f"all {len(busy)} instance(s) are busy",
                        expected_wait_s=round(free_in, 1))
+    waited = (now - job.requested_at).total_seconds() if job.requested_at else 0.0
+    if waited > max(NO_RENTAL_AFTER_S, 2 * start):  # asked long ago and nothing is even renting: say so, no estimate
+        return Waiting(reason="cannot_rent", message=f"no GPU could be rented in the {round(waited)} s this job has "
+                                                     "waited (no offer matches the pool's filter, a spend cap, or the "
+                                                     "provider refuses); an admin sees why on the pool page")
     return Waiting(reason="no_instance", message="the pool has no instance; one is requested",
                    expected_wait_s=round(start, 1))
 

@@ -201,6 +201,18 @@ def checkpoint_of(workflow: dict[str, Any]) -> str | None:
     return None
 
 
+def loras_of(workflow: dict[str, Any]) -> list[dict[str, Any]]:
+    """The LoRAs a workflow applies: name and strengths, in node order (LoraLoader and its model-only kind)."""
+    found = []
+    for node in workflow.values():
+        inputs = node.get("inputs", {}) if isinstance(node, dict) else {}
+        name = inputs.get("lora_name")
+        if isinstance(name, str) and name and str(node.get("class_type", "")).startswith("Lora"):
+            strengths = {k: v for k in ("strength_model", "strength_clip") if isinstance(v := inputs.get(k), int | float)}
+            found.append({"name": name, **strengths})
+    return found
+
+
 def work_units(workflow: dict[str, Any]) -> float:
     """Rough size of the work: sampler steps x megapixel-ish latent area x batch (at least 1)."""
     area = 0.0

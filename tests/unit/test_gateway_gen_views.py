@@ -97,6 +97,50 @@ def test_the_generation_shape_of_a_job() -> None:
     assert gen.progress == g.GenerationProgress(kind="progress", seq=3, node="3", step=2, max=8)
 
 
+def test_the_timeline_of_a_generation_is_timed_by_its_events_not_by_when_it_is_read() -> None:
+    log = completed_job()
+    log.add("j1", ev.OutputTagged(object_name=PNG.object_name, tags=("fox",)), T0 + timedelta(hours=5))  # no step
+    gen = gen_views.generation_of_job(log.job("j1"))
+    steps = [(m.kind, (m.at - T0).total_seconds(), m.detail) for m in gen.timeline]
+    assert steps == [("queued", 0.0, ""), ("claimed", 1.0, "i1"), ("started", 2.0, ""), ("completed", 11.0, "")]
+    encoded = msgspec.json.decode(msgspec.json.encode(gen))
+    assert encoded["timeline"][-1] == {"kind": "completed", "at": "2026-01-02T12:00:11Z", "detail": ""}
+    retried = Log()
+    retried.add("j2", ev.GenerationRequested(user_id="u1", workflow={"9": {}}))
+    retried.add("j2", ev.GenerationClaimed(instance_id="i1", lease_id="l", base_url="h", prompt_id="p", client_id="c",
+                                           gpu_name="RTX 4090"), T0 + timedelta(seconds=1))
+    retried.add("j2", ev.GenerationAttemptLost(instance_id="i1", attempt=1, message="host vanished"),
+                T0 + timedelta(seconds=3))
+    retried.add("j2", ev.GenerationFailed(reason="cancelled", message="cancelled while queued"), T0 + timedelta(seconds=4))
+    gen = gen_views.generation_of_job(retried.job("j2"))
+    assert [(m.kind, m.detail) for m in gen.timeline] == [
+        ("queued", ""), ("claimed", "RTX 4090"), ("attempt_lost", "host vanished"), ("cancelled", "cancelled")]
+
+
+def test_gallery_items_say_how_they_were_made_loras_included() -> None:
+    log = Log()
+    log.add("j3", ev.GenerationRequested(user_id="u1", template="txt2img", preset="low", checkpoint="a.safetensors",
+                                         params={"prompt": "a fox", "negative_prompt": "blur", "seed": 7, "width": 512,
+                                                 "height": 512, "steps": 12}, muse_id="m1"))
+    job = log.job("j3")
+    entry = next(iter(log.view.jobs.gallery.get("u1", {}).values()), None)
+    assert entry is None  # nothing completed yet; build an entry by hand
+    settings = gen_views.settings_of(job, [g.Lora(name="ink.safetensors", strength_model=0.8)])
+    assert settings is not None and settings.params["seed"] == 7 and settings.params["negative_prompt"] == "blur"
+    assert (settings.template, settings.preset, settings.checkpoint, settings.muse_id) == (
+        "txt2img", "low", "a.safetensors", "m1")
+    assert settings.loras[0].name == "ink.safetensors"
+    workflow = {"1": {"class_type": "LoraLoader", "inputs": {"lora_name": "ink.safetensors", "strength_model": 0.8,
+                                                             "strength_clip": 1, "model": ["4", 0]}},
+                "2": {"class_type": "LoraLoaderModelOnly", "inputs": {"lora_name": "glow.safetensors",
+                                                                      "strength_model": 0.5}},
+                "3": {"class_type": "KSampler", "inputs": {"lora_name": "not a loader"}}}
+    own = ev.GenerationRequested(user_id="u1", workflow=workflow)
+    assert [(x.name, x.strength_model, x.strength_clip) for x in gen_views.loras(own)] == [
+        ("ink.safetensors", 0.8, 1.0), ("glow.safetensors", 0.5, None)]
+    assert gen_views.loras(None) == [] and gen_views.settings_of(None) is None
+
+
 def test_prompt_ids_map_to_jobs_without_a_table() -> None:
     assert shapes.prompt_id_of(completed_job().job("j1")) == "j1"
     assert shapes.prompt_id_of(completed_job(key="comfy:my-prompt").job("j1")) == "my-prompt"

@@ -113,6 +113,31 @@ def test_waiting_reasons() -> None:
     assert explain(job("completed"), [], [], None, now) is None
 
 
+def test_a_job_the_pool_will_not_serve_says_why_instead_of_an_endless_estimate() -> None:
+    now = T0 + timedelta(seconds=100)
+    safe = msgspec.structs.replace(pool(), safe_mode=True, safe_mode_reason="admin")
+    waiting = explain(job(), [job()], [], safe, now)  # even behind other jobs: nothing will run them either
+    assert waiting.reason == "safe_mode" and "safe mode is on" in waiting.message and "admin" in waiting.message
+    assert waiting.expected_wait_s is None
+    capped = msgspec.structs.replace(pool(), safe_mode=True, safe_mode_reason="budget_day")
+    assert "daily spend cap" in explain(job(), [], [], capped, now).message
+    closed = explain(job(), [], [], pool(max_size=0), now)
+    assert closed.reason == "pool_closed" and closed.expected_wait_s is None
+    refused = inst("r", "failed", failure="no offers match the filter", terminated_at=now - timedelta(seconds=30))
+    cannot = explain(job(), [], [], pool(refused), now)
+    assert cannot.reason == "cannot_rent" and "no offers match the filter" in cannot.message
+    old = inst("r", "failed", failure="x", terminated_at=now - timedelta(hours=1))
+    assert explain(job(), [], [], pool(old), now).reason == "no_instance"  # an old refusal explains nothing now
+    renting = inst("b", "renting", requested_at=now)
+    assert explain(job(), [], [], pool(refused, renting), now).reason == "renting_instance"  # a retry is under way
+    ended = inst("e", "failed", failure="x", rented_at=T0, terminated_at=now)  # failed after renting: not a refusal
+    assert explain(job(), [], [], pool(ended), now).reason == "no_instance"
+    asked = msgspec.structs.replace(job(), requested_at=T0)
+    assert explain(asked, [], [], pool(), T0 + timedelta(seconds=100)).reason == "no_instance"  # within the usual start
+    stuck = explain(asked, [], [], pool(), T0 + timedelta(seconds=700))  # nothing even renting, long past it
+    assert stuck.reason == "cannot_rent" and "700 s" in stuck.message and stuck.expected_wait_s is None
+
+
 def test_typical_start_learns_from_the_pool() -> None:
     ready = inst("a", "ready", requested_at=T0, ready_at=T0 + timedelta(seconds=90))
     assert typical_start_s(pool(ready)) == 90.0 and typical_start_s(None) == 300.0

@@ -13,6 +13,8 @@ const WAITING = {
   starting: () => "starting…",
   loading_model: () => "loading model…",
 };
+/** Reasons the pool will not rent at all: said as the service words them, with no time estimate (there is none). */
+export const BLOCKED = new Set(["safe_mode", "pool_closed", "cannot_rent"]);
 
 export const ACTIVE = new Set(["queued", "running"]);
 const RANK = { queued: 0, running: 1, completed: 2, failed: 2, cancelled: 2 };
@@ -51,6 +53,9 @@ export function phaseOf(job, progress = null) {
       return { text: nodeWords(p.node_type) || `running ${p.node_type}…`, step: null, max: null };
     }
     return { text: "starting on a GPU…", step: null, max: null };
+  }
+  if (job.waiting && BLOCKED.has(job.waiting.reason)) {
+    return { text: `waiting: ${job.waiting.message}.`, step: null, max: null, blocked: true };
   }
   if (job.waiting) {
     const words = WAITING[job.waiting.reason];
@@ -115,15 +120,19 @@ export function downloadLink(output, { label = "Download", cls = "btn btn-small"
     "aria-label": `${label} ${output.filename || output.id}` }, label);
 }
 
-/** ComfyUI's node_errors as a readable list: node, class, each problem. */
-export function nodeErrors(errors, title = "Problems in the workflow") {
-  const entries = Object.entries(errors || {});
+/** ComfyUI's node_errors as a readable list: node, class, each problem (`omit`: a message already shown; problems
+ * it already says are left out, so ComfyUI's words appear once). */
+export function nodeErrors(errors, title = "Problems in the workflow", { omit = "" } = {}) {
+  const said = (e) => Boolean(omit) && omit.includes(e.details || e.message || e.type);
+  const entries = Object.entries(errors || {})
+    .map(([nid, entry]) => [nid, { ...entry, errors: (entry.errors || []).filter((e) => !said(e)) }])
+    .filter(([, entry]) => entry.errors.length);
   if (!entries.length) return null;
   return h("div", { class: "node-errors", role: "group", "aria-label": title },
     h("h3", {}, title),
     h("ul", {}, entries.map(([nid, entry]) => h("li", {},
       h("strong", {}, `Node ${nid}`), entry.class_type ? [" ", h("code", {}, entry.class_type)] : null,
-      h("ul", {}, (entry.errors || []).map((e) => h("li", {}, e.message || e.type,
+      h("ul", {}, entry.errors.map((e) => h("li", {}, e.message || e.type,
         e.details ? [": ", h("span", { class: "muted" }, e.details)] : null)))))));
 }
 
@@ -147,7 +156,7 @@ export function loadMuses(signal) {
 
 /**
  * Follow the signed-in user's jobs on GET /api/v1/stream: `onJob(generation, type)`,
- * `onProgress(event)`, `onPool()` (the pool changed: waiting reasons may have), `onState(state)`.
+ * `onProgress(event)`, `onPool(kind, data)` (the pool changed: waiting reasons may have), `onState(state)`.
  */
 export function followJobs({ onJob = () => {}, onProgress = () => {}, onPool = () => {}, onState = () => {} }) {
   return stream("/api/v1/stream", {
@@ -156,9 +165,39 @@ export function followJobs({ onJob = () => {}, onProgress = () => {}, onPool = (
     onEvent(kind, data) {
       if (kind === "job" && data.generation) onJob(data.generation, data.type);
       else if (kind === "progress") onProgress(data);
-      else if (kind === "pool" || kind === "snapshot") onPool(kind);
+      else if (kind === "pool" || kind === "snapshot") onPool(kind, data);
     },
   });
+}
+
+/** How a generation was made, as a definition list: prompt, negative prompt, template, checkpoint, seed, size,
+ * steps, LoRAs, muse (`s`: a job, or a gallery item's `settings`). `museName(id)` names a muse. */
+export function settingsList(s, { museName = () => null, cls = "kv settings" } = {}) {
+  if (!s) return null;
+  const p = s.params || {};
+  const row = (label, value) => (value === undefined || value === null || value === "" ? null
+    : [h("dt", {}, label), h("dd", {}, value)]);
+  const loras = (s.loras || []).map((l) => `${l.name}${l.strength_model !== null && l.strength_model !== undefined
+    ? ` (${l.strength_model}${l.strength_clip !== null && l.strength_clip !== undefined ? ` / ${l.strength_clip}` : ""})` : ""}`);
+  const muse = s.muse_id ? h("a", { href: `#/muses?id=${encodeURIComponent(s.muse_id)}` }, museName(s.muse_id) || "a muse") : null;
+  return h("dl", { class: cls },
+    row("Prompt", p.prompt),
+    row("Negative prompt", p.negative_prompt),
+    row("Template", s.template ? `${s.template}${s.preset ? ` · ${s.preset} preset` : ""}` : "your own workflow"),
+    row("Checkpoint", s.checkpoint ? h("code", {}, s.checkpoint) : null),
+    row("Seed", p.seed !== undefined ? h("code", {}, String(p.seed)) : null),
+    row("Size", p.width && p.height ? `${p.width}×${p.height}` : null),
+    row("Steps", p.steps),
+    row("LoRAs", loras.length ? loras.join(", ") : (s.template ? "none" : null)),
+    row("Muse", muse));
+}
+
+/** Remember a generation's settings for the studio to load ("reuse these settings", "variation"). */
+export function sendToStudio(settings, { newSeed = false } = {}) {
+  const params = { ...(settings.params || {}) };
+  if (newSeed) params.seed = crypto.getRandomValues(new Uint32Array(1))[0];
+  sessionStorage.setItem("stoker.studio.reuse", JSON.stringify({ template: settings.template, preset: settings.preset,
+    muse_id: settings.muse_id || null, params }));
 }
 
 /** A small dice icon (no emoji font is needed). */

@@ -10,12 +10,9 @@ export const session = {
 /** Re-read both credentials from the gateway. */
 export async function refresh() {
   noteSession(false);
-  try {
-    session.user = await api("GET", "/api/v1/auth/me", { as: "session", probe: true });
-  } catch (error) {
-    if (!(error instanceof ApiError) || error.status !== 401) throw error;
-    session.user = null;
-  }
+  // A signed-out visitor is an answer here (200 {"authenticated": false}), not a 401 the browser logs as an error.
+  const status = await api("GET", "/api/v1/auth/session", { as: "session", probe: true });
+  session.user = status && status.authenticated ? status : null;
   noteSession(Boolean(session.user));
   session.admin = null;
   if (adminKey()) {

@@ -12,7 +12,11 @@ function dismissible(el) {
   return el;
 }
 
-/** Show an error (an ApiError or anything thrown) in the accessible alert area; never a stack. */
+/**
+ * Show an error (an ApiError or anything thrown) in the accessible alert area; never a stack. One clear message;
+ * the code, HTTP status and correlation id sit behind a "Details" disclosure. A new error replaces the earlier
+ * ones (they were about something else, or about the same thing said again).
+ */
 export function showError(error, context = "") {
   if (error && error.name === "AbortError") return;
   const isApi = error instanceof ApiError;
@@ -22,15 +26,23 @@ export function showError(error, context = "") {
   const head = [context ? h("strong", {}, `${context}: `) : null, message];
   if (isApi && error.retryAfter) head.push(` (retry after ${error.retryAfter} s)`);
   const canReview = document.body.dataset.admin === "1";
-  const meta = h("div", { class: "alert-meta" }, h("code", {}, code),
-    isApi && error.status ? ` · HTTP ${error.status}` : null,
-    isApi && error.correlationId ? [" · correlation id ", h("code", {}, error.correlationId),
-      canReview ? [" · ", h("a", { href: `#/admin/incidents?correlation=${encodeURIComponent(error.correlationId)}` },
-        "review its events")] : null] : null);
-  const el = dismissible(h("div", { class: "alert alert-error", role: "alert" }, h("div", {}, h("div", {}, head), meta)));
+  const meta = h("details", { class: "alert-meta" }, h("summary", {}, "Details"),
+    h("div", {}, "Code ", h("code", {}, code),
+      isApi && error.status ? ` · HTTP ${error.status}` : null,
+      isApi && error.correlationId ? [" · correlation id ", h("code", {}, error.correlationId),
+        canReview ? [" · ", h("a", { href: `#/admin/incidents?correlation=${encodeURIComponent(error.correlationId)}` },
+          "review its events")] : null] : null));
+  const el = dismissible(h("div", { class: "alert alert-error", role: "alert", "data-code": code },
+    h("div", {}, h("div", { class: "alert-text" }, head), meta)));
+  for (const old of alerts().querySelectorAll(".alert-error")) old.remove();
   alerts().prepend(el);
   while (alerts().children.length > 4) alerts().lastElementChild.remove();
   return el;
+}
+
+/** Remove the error messages (an action that failed before has now worked). */
+export function clearErrors() {
+  for (const el of alerts().querySelectorAll(".alert-error")) el.remove();
 }
 
 /** A short success or information message (announced politely); `sticky` ones outlive a page change. */

@@ -60,6 +60,17 @@ class Me(msgspec.Struct, kw_only=True):
     user: User | None = None
 
 
+class SessionStatus(msgspec.Struct, kw_only=True):
+    """Whether the caller is signed in; when so, the fields of ``Me``."""
+
+    authenticated: bool
+    actor: str | None = None
+    role: Literal["user", "admin"] | None = None
+    via: Literal["admin_key", "token", "session"] | None = None
+    user_id: str | None = None
+    user: User | None = None
+
+
 class NewTokenBody(Checked, kw_only=True, forbid_unknown_fields=True):
     """An API token; ``username`` (or ``user_id``) only for admins issuing a token to another account."""
 

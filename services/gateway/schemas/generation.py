@@ -21,7 +21,7 @@ from services.generation import templates as gen_templates
 
 __all__ = [
     "Cursor", "Estimate", "EstimateBody", "Generation", "GenerationBody", "GenerationCreated", "GenerationError",
-    "GenerationPage", "GenerationProgress", "GenerationWaiting", "GenerationsQuery", "JobStatus", "OutputRef",
+    "GenerationMilestone", "GenerationPage", "GenerationProgress", "GenerationWaiting", "GenerationsQuery", "JobStatus", "Lora", "OutputRef",
     "TemplateInfo", "TemplateList", "TemplateParam", "WebhookState",
 ]
 
@@ -118,7 +118,8 @@ class OutputRef(msgspec.Struct, kw_only=True):
 
 class GenerationWaiting(msgspec.Struct, kw_only=True):
     """Why a generation is not producing yet (behind_jobs, no_instance, renting_instance, instance_loading,
-    instances_busy, starting, loading_model) and for about how long."""
+    instances_busy, starting, loading_model; safe_mode, pool_closed, cannot_rent: the pool rents nothing, no
+    expected wait) and for about how long."""
 
     reason: str
     message: str
@@ -158,6 +159,23 @@ class WebhookState(msgspec.Struct, kw_only=True):
     next_attempt_at: datetime | None = None
 
 
+class Lora(msgspec.Struct, kw_only=True):
+    """A LoRA the generation's workflow applied, with its strengths."""
+
+    name: str
+    strength_model: float | None = None
+    strength_clip: float | None = None
+
+
+class GenerationMilestone(msgspec.Struct, kw_only=True):
+    """One step of a generation, timed when it was recorded: queued, claimed (``detail``: the GPU), started,
+    attempt_lost, cancel_requested, completed, failed, cancelled."""
+
+    kind: str
+    at: datetime
+    detail: str = ""
+
+
 class Generation(msgspec.Struct, kw_only=True):
     """A generation job; ``cost`` is the actual cost once it ended."""
 
@@ -184,6 +202,8 @@ class Generation(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    timeline: list[GenerationMilestone] = []
+    loras: list[Lora] = []
 
 
 class GenerationCreated(msgspec.Struct, kw_only=True):

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from msgspec import Meta
 
 from libs.events.generation import MuseSpec
 from services.gateway.schemas.base import Checked, Id, When
-from services.gateway.schemas.generation import Cursor
+from services.gateway.schemas.generation import Cursor, Lora
 from services.generation import api as gen_api
 
 __all__ = [
-    "GalleryDeleted", "GalleryItem", "GalleryPage", "GalleryQuery", "Muse", "MuseBody", "MuseDeleted",
+    "GalleryDeleted", "GalleryItem", "GalleryPage", "GallerySettings", "GalleryQuery", "Muse", "MuseBody", "MuseDeleted",
     "MuseDocument", "MusePage", "MusesQuery", "TagsBody", "UserUsageBucket", "UserUsageDay", "UserUsageQuery",
     "UserUsageReport",
 ]
@@ -74,6 +74,18 @@ class MuseDeleted(msgspec.Struct, kw_only=True):
 
 # --- gallery --------------------------------------------------------------------------------
 
+class GallerySettings(msgspec.Struct, kw_only=True):
+    """How an output was made: the generation's template, preset, effective parameters (prompt, seed, size,
+    steps…), checkpoint, muse and LoRAs; enough to make it again or a variation."""
+
+    template: str | None = None
+    preset: str | None = None
+    params: dict[str, Any] = {}
+    checkpoint: str | None = None
+    muse_id: str | None = None
+    loras: list[Lora] = []
+
+
 class GalleryItem(msgspec.Struct, kw_only=True):
     """One output in your gallery."""
 
@@ -87,6 +99,7 @@ class GalleryItem(msgspec.Struct, kw_only=True):
     tags: list[str] = []
     muse_id: str | None = None
     created_at: datetime | None = None
+    settings: GallerySettings | None = None
 
 
 class GalleryPage(msgspec.Struct, kw_only=True):

@@ -3,7 +3,7 @@
 import { hasAccount } from "../session.js";
 import { api } from "../api.js";
 import { h, replace, field, timeEl, utc } from "../dom.js";
-import { loadMuses, media, downloadLink, bytes } from "../gen.js";
+import { loadMuses, media, downloadLink, bytes, settingsList, sendToStudio } from "../gen.js";
 import { openLightbox } from "../lightbox.js";
 import { pageHeader, section, busy, confirmDialog, showNotice, showError, empty } from "../ui.js";
 
@@ -17,7 +17,7 @@ function accountNeeded(main) {
   return () => {};
 }
 
-export function render(main, { params, session }) {
+export function render(main, { params, session, navigate }) {
   if (!hasAccount()) return accountNeeded(main);
   const controller = new AbortController();
   const signal = controller.signal;
@@ -52,14 +52,34 @@ export function render(main, { params, session }) {
   const altOf = (item) => `Output ${item.filename}${item.muse_id && museName(item.muse_id) ? `, muse ${museName(item.muse_id)}` : ""}, ` +
     `made ${utc(item.created_at, { seconds: false })}`;
 
+  /** "Reuse these settings" and "Variation (new seed)": the studio opens with the output's settings. */
+  function reuseButtons(item, { small = true } = {}) {
+    const settings = item.settings;
+    if (!settings || !settings.template) return null;
+    const cls = small ? "btn btn-small" : "btn";
+    const reuse = h("button", { type: "button", class: cls, "aria-label": `Reuse these settings of ${item.filename}` },
+      "Reuse these settings");
+    const variation = h("button", { type: "button", class: cls, "aria-label": `Variation (new seed) of ${item.filename}` },
+      "Variation (new seed)");
+    const go = (newSeed) => {
+      sendToStudio(settings, { newSeed });
+      document.querySelector("dialog.lightbox")?.close();
+      navigate("/studio");
+    };
+    reuse.addEventListener("click", () => go(false));
+    variation.addEventListener("click", () => go(true));
+    return [reuse, variation];
+  }
+
   function caption(item) {
-    return h("dl", { class: "kv" },
-      h("dt", {}, "Created (UTC)"), h("dd", {}, timeEl(item.created_at)),
-      h("dt", {}, "File"), h("dd", {}, `${item.content_type}, ${bytes(item.size)}`),
-      h("dt", {}, "Tags"), h("dd", {}, item.tags.length ? item.tags.join(", ") : "none"),
-      item.muse_id ? [h("dt", {}, "Muse"), h("dd", {}, h("a", { href: `#/muses?id=${encodeURIComponent(item.muse_id)}` },
-        museName(item.muse_id) || item.muse_id))] : null,
-      h("dt", {}, "Generation"), h("dd", {}, h("code", {}, item.job_id)));
+    const made = settingsList(item.settings, { museName });
+    const buttons = reuseButtons(item, { small: false });
+    return [made, buttons ? h("div", { class: "actions lightbox-actions" }, buttons) : null,
+      h("dl", { class: "kv" },
+        h("dt", {}, "Created (UTC)"), h("dd", {}, timeEl(item.created_at)),
+        h("dt", {}, "File"), h("dd", {}, `${item.content_type}, ${bytes(item.size)}`),
+        h("dt", {}, "Tags"), h("dd", {}, item.tags.length ? item.tags.join(", ") : "none"),
+        h("dt", {}, "Generation"), h("dd", {}, h("code", {}, item.job_id)))];
   }
 
   function card(item) {
@@ -71,11 +91,20 @@ export function render(main, { params, session }) {
     const del = h("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Delete ${item.filename}` }, "Delete…");
     del.addEventListener("click", () => remove(item, del));
     const muse = item.muse_id ? h("a", { href: `#/muses?id=${encodeURIComponent(item.muse_id)}` }, museName(item.muse_id) || "muse") : null;
+    const p = item.settings?.params || {};
+    const prompt = p.prompt ? String(p.prompt) : "";
+    const summary = [item.settings?.template || (item.settings ? "own workflow" : null),
+      p.width && p.height ? `${p.width}×${p.height}` : null, p.steps ? `${p.steps} steps` : null,
+      p.seed !== undefined ? `seed ${p.seed}` : null].filter(Boolean).join(" · ");
     return h("li", { "data-id": item.id }, h("figure", { class: "gallery-item" }, open,
       h("figcaption", {},
         h("div", { class: "when" }, timeEl(item.created_at), muse ? [" · ", muse] : null),
+        prompt ? h("p", { class: "card-prompt", title: prompt }, prompt.length > 120 ? `${prompt.slice(0, 120)}…` : prompt) : null,
+        item.settings ? h("details", { class: "made" }, h("summary", {}, summary || "How it was made"),
+          settingsList(item.settings, { museName })) : null,
         item.tags.length ? h("ul", { class: "tags", "aria-label": "Tags" }, item.tags.map((t) => h("li", { class: "chip" }, t))) : null,
-        h("div", { class: "item-actions" }, downloadLink(item), tags, del))));
+        h("div", { class: "item-actions" }, downloadLink(item), tags, del),
+        reuseButtons(item) ? h("div", { class: "item-actions" }, reuseButtons(item)) : null)));
   }
 
   function draw() {

@@ -5,6 +5,7 @@ import { h, replace, badge, money, dollars, rate, duration, short, utc, stateLab
 import { stepLine, widthOf } from "../charts.js";
 import { LivePool, ENDED } from "../pool-live.js";
 import { pageHeader, section, busy, confirmDialog, showNotice, tableWrap, empty } from "../ui.js";
+import { poolNoteBanners } from "../pool-notes.js";
 import { settingsSection, providerKeySection } from "./pool-settings.js";
 
 const LIVE_COLUMNS = ["Instance", "State", "Status", "GPU", "$/h", "Uptime", "Accrued", "Lease holder", "Actions"];
@@ -19,15 +20,16 @@ export function render(main) {
   const pool = new LivePool({ onChange, onEvent, onState, onHistory });
   const conn = h("span", { class: "conn conn-connecting", role: "status" }, "Connecting…");
   const safeBanner = h("div", { class: "banner banner-danger", id: "safe-mode-banner", role: "status", hidden: true });
+  const notesBox = h("div", { class: "pool-notes", id: "pool-notes", role: "status", "aria-live": "polite" });
   const stats = h("dl", { class: "stats" });
   const chartBox = h("div", { class: "chart-box" }, h("p", { class: "muted" }, "Waiting for the pool…"));
   const liveBody = h("tbody");
-  const liveTable = h("table", { class: "instances" }, h("caption", { class: "sr-only" }, "Live instances"),
+  const liveTable = h("table", { class: "instances cards-on-phone" }, h("caption", { class: "sr-only" }, "Live instances"),
     h("thead", {}, h("tr", {}, LIVE_COLUMNS.map((t) => h("th", { scope: "col" }, t)))), liveBody);
   const liveWrap = tableWrap("Live instances table", liveTable);
   const liveEmpty = empty("No live instances. Prewarm one, or raise the desired size below.");
   const endedBody = h("tbody");
-  const endedTable = h("table", {}, h("caption", { class: "sr-only" }, "Ended instances"),
+  const endedTable = h("table", { class: "cards-on-phone" }, h("caption", { class: "sr-only" }, "Ended instances"),
     h("thead", {}, h("tr", {}, ENDED_COLUMNS.map((t) => h("th", { scope: "col" }, t)))), endedBody);
   const endedCount = h("span", {}, "0");
   const feed = h("ol", { class: "feed", "aria-label": "Recent pool changes" });
@@ -86,10 +88,11 @@ export function render(main) {
   function liveRow(row) {
     const stop = h("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Terminate ${row.id}` }, "Terminate");
     stop.addEventListener("click", () => terminate(pool.rows.get(row.id) || row, stop));
-    const cells = { state: h("td"), status: h("td", { class: "status" }), gpu: h("td"), dph: h("td", { class: "num" }),
-      uptime: h("td", { class: "num" }), cost: h("td", { class: "num" }), lease: h("td"), stop };
+    const cell = (label, cls) => h("td", { class: cls, "data-label": label });
+    const cells = { state: cell("State"), status: cell("Status", "status"), gpu: cell("GPU"), dph: cell("$/h", "num"),
+      uptime: cell("Uptime", "num"), cost: cell("Accrued", "num"), lease: cell("Lease holder"), stop };
     const tr = h("tr", { dataset: { id: row.id } }, h("th", { scope: "row" }, reviewLink(row.id)), cells.state, cells.status, cells.gpu,
-      cells.dph, cells.uptime, cells.cost, cells.lease, h("td", {}, stop));
+      cells.dph, cells.uptime, cells.cost, cells.lease, h("td", { "data-label": "Actions" }, stop));
     return { tr, cells, ended: false, state: null };
   }
 
@@ -109,10 +112,12 @@ export function render(main) {
   }
 
   function endedRow(row) {
-    return { tr: h("tr", {}, h("th", { scope: "row" }, h("code", {}, short(row.id, 14))), h("td", {}, badge(row.state)),
-      h("td", {}, [row.termination_reason, row.failure ? `${row.failure} failed` : null].filter(Boolean).join(", ") || "—"),
-      h("td", {}, row.gpu || "—"), h("td", { class: "num" }, rate(row.dph)), h("td", { class: "num" }, money(row.accrued_cost)),
-      h("td", {}, reviewLink(row.id, "Timeline"))), ended: true };
+    return { tr: h("tr", {}, h("th", { scope: "row" }, h("code", {}, short(row.id, 14))),
+      h("td", { "data-label": "Final state" }, badge(row.state)),
+      h("td", { "data-label": "Why" }, [row.termination_reason, row.failure ? `${row.failure} failed` : null].filter(Boolean).join(", ") || "—"),
+      h("td", { "data-label": "GPU" }, row.gpu || "—"), h("td", { class: "num", "data-label": "$/h" }, rate(row.dph)),
+      h("td", { class: "num", "data-label": "Cost" }, money(row.accrued_cost)),
+      h("td", { "data-label": "Review" }, reviewLink(row.id, "Timeline"))), ended: true };
   }
 
   function drawRows() {
@@ -159,6 +164,11 @@ export function render(main) {
     safeBanner.hidden = !s.safe_mode;
     replace(safeBanner, h("strong", {}, "Safe mode is on"),
       ` — the pool terminates everything and rents nothing${s.safe_mode_reason ? ` (${s.safe_mode_reason})` : ""}.`);
+    // A burst beyond the minimum (and how long it bills), the pool's problems; safe mode has its banner above.
+    const notes = poolNoteBanners({ ...s, instances: liveRows }).filter((el) => el.dataset.kind !== "safe");
+    if (notes.map((el) => el.textContent).join("\n") !== [...notesBox.children].map((el) => el.textContent).join("\n")) {
+      replace(notesBox, notes);
+    }
     safeButton.textContent = s.safe_mode ? "Leave safe mode…" : "Enter safe mode…";
     safeButton.className = s.safe_mode ? "btn btn-primary" : "btn btn-danger";
     prewarm.disabled = s.safe_mode;
@@ -220,6 +230,7 @@ export function render(main) {
   replace(main,
     pageHeader("Pool", "Instances update live; uptime and cost advance every second.", conn),
     safeBanner,
+    notesBox,
     h("section", { class: "card", "aria-label": "Pool actions" }, h("div", { class: "toolbar" }, prewarmForm,
       h("div", { class: "toolbar-right" }, resetButton, safeButton))),
     h("section", { class: "card", "aria-labelledby": "pool-spend" }, h("h2", { id: "pool-spend" }, "Spend"), stats, chartBox),

@@ -41,28 +41,49 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
   const file = field("Workflow file (ComfyUI API format, .json)", { kind: "file", accept: ".json,application/json",
     hint: "In ComfyUI: Workflow → Export (API). It is checked before anything runs." });
   const fileStatus = h("p", { class: "hint", role: "status" });
+  // The file's own problem (not JSON) has its place, which the API's node errors (`problems`) never clear.
+  const fileProblem = h("div", { class: "problems file-problem" });
   const problems = h("div", { class: "problems" });
-  const workflowBox = h("div", { class: "workflow-box", hidden: true }, file.wrap, fileStatus);
+  const workflowBox = h("div", { class: "workflow-box", hidden: true }, file.wrap, fileStatus, fileProblem);
+  let fileError = "";
+  let fileName = "";
+
+  function useWorkflow(parsed, name) {
+    workflow = parsed;
+    fileName = name;
+    const classes = [...new Set(Object.values(parsed).map((n) => n && n.class_type).filter(Boolean))];
+    fileStatus.textContent = `${name}: ${Object.keys(parsed).length} node(s)` +
+      (classes.length ? ` (${classes.slice(0, 6).join(", ")}${classes.length > 6 ? ", …" : ""})` : "") + ".";
+  }
+
   file.input.addEventListener("change", async () => {
     workflow = null;
+    fileName = "";
+    fileError = "";
+    file.input.setCustomValidity("");
     showProblems(null);
+    replace(fileProblem);
+    fileStatus.textContent = "";
     const chosen = file.input.files[0];
     if (!chosen) {
-      fileStatus.textContent = "";
       onChange();
       return;
     }
+    let parsed;
     try {
-      const parsed = JSON.parse(await chosen.text());
-      if (!parsed || typeof parsed !== "object" || Array.isArray(parsed)) throw new Error("not a JSON object");
-      workflow = parsed;
-      const classes = [...new Set(Object.values(parsed).map((n) => n && n.class_type).filter(Boolean))];
-      fileStatus.textContent = `${chosen.name}: ${Object.keys(parsed).length} node(s)` +
-        (classes.length ? ` (${classes.slice(0, 6).join(", ")}${classes.length > 6 ? ", …" : ""})` : "") + ".";
+      parsed = JSON.parse(await chosen.text());
     } catch (error) {
-      fileStatus.textContent = "";
-      replace(problems, h("div", { class: "banner banner-danger", role: "alert" },
-        h("strong", {}, `${chosen.name} is not valid JSON: `), String(error.message || error)));
+      fileError = `${chosen.name} is not valid JSON (${String(error.message || error)}). Export the workflow again ` +
+        "with Workflow → Export (API), then choose the file.";
+    }
+    if (!fileError && (!parsed || typeof parsed !== "object" || Array.isArray(parsed))) {
+      fileError = `${chosen.name} is JSON, but not a workflow: ComfyUI's API format is an object of nodes.`;
+    }
+    if (fileError) {
+      file.input.setCustomValidity(fileError);
+      replace(fileProblem, h("div", { class: "banner banner-danger", role: "alert", id: "workflow-file-error" }, fileError));
+    } else {
+      useWorkflow(parsed, chosen.name);
     }
     onChange();
   });
@@ -155,7 +176,7 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
     const t = templates.get(name);
     workflowBox.hidden = !own;
     paramsBox.hidden = own;
-    file.input.required = own;
+    file.input.required = own && !workflow; // a kept workflow (back in the studio) needs no file chosen again
     templateHint.textContent = own ? "A ComfyUI workflow of your own, exported in API format." : (t?.description || "");
     const names = new Set(t ? t.params.map((p) => p.name) : []);
     const presetValues = t ? t.presets[preset.input.value] || {} : {};
@@ -226,10 +247,46 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
       if (muse.input.value && variation.input.value) b.muse_variation = variation.input.value;
       return b;
     },
-    /** What is still missing before an estimate makes sense, or "". */
+    /** What is still missing before an estimate (or a generation) makes sense, or "". */
     missing() {
-      if (template.input.value === WORKFLOW) return workflow ? "" : "Choose a workflow file to see its cost.";
-      return prompt && !prompt.input.value.trim() ? "Write a prompt to see the cost." : "";
+      if (template.input.value === WORKFLOW) {
+        if (fileError) return fileError;
+        return workflow ? "" : "Choose a workflow file to see its cost.";
+      }
+      if (prompt && !prompt.input.value.trim()) return "Write a prompt to see the cost.";
+      const image = widgets.get("image");
+      if (image && !image.wrap.hidden && image.input.required && !image.input.value) {
+        return "Choose an input image to see the cost.";
+      }
+      return "";
+    },
+    /** The form's values, to keep while you are away from the studio (the workflow itself stays in memory). */
+    state() {
+      const params = {};
+      for (const [pname, w] of widgets) if (w.input.value !== "") params[pname] = w.input.value;
+      return { template: template.input.value, preset: preset.input.value, muse: muse.input.value,
+        variation: variation.input.value, params, workflow, fileName };
+    },
+    /** Put kept values back. */
+    restore(kept) {
+      if (!kept) return;
+      if ([...template.input.options].some((o) => o.value === kept.template)) template.input.value = kept.template;
+      if (kept.preset) preset.input.value = kept.preset;
+      if (kept.muse && museOf(kept.muse)) muse.input.value = kept.muse;
+      sync();
+      if (kept.variation) variation.input.value = kept.variation;
+      for (const [pname, value] of Object.entries(kept.params || {})) {
+        const w = widgets.get(pname);
+        if (!w) continue;
+        if (w.input.tagName === "SELECT" && ![...w.input.options].some((o) => o.value === value)) {
+          w.input.append(h("option", { value }, value)); // an input image listed later, a checkpoint gone since
+        }
+        w.input.value = value;
+      }
+      if (kept.workflow) {
+        useWorkflow(kept.workflow, kept.fileName || "your workflow");
+      }
+      sync();
     },
     prompt: () => (prompt ? prompt.input.value.trim() : ""),
     setSeed(seed) {
@@ -243,7 +300,7 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
       onChange();
     },
     /** Fill the form from an earlier generation (a muse's rendered prompt is not put back). */
-    reuse(job) {
+    reuse(job, { newSeed = false } = {}) {
       if (!templates.has(job.template)) return false;
       template.input.value = job.template;
       if (job.preset) preset.input.value = job.preset;
@@ -251,8 +308,14 @@ export function studioForm({ info, muses, loadOutputs, onChange, actions }) {
       for (const [pname, value] of Object.entries(job.params || {})) {
         const w = widgets.get(pname);
         if (!w || (job.muse_id && (pname === "prompt" || pname === "negative_prompt"))) continue;
+        if (pname === "image") continue; // an object name; the picker lists output ids
+        if (w.input.tagName === "SELECT" && ![...w.input.options].some((o) => o.value === String(value))) {
+          w.input.append(h("option", { value: String(value) }, String(value)));
+        }
         w.input.value = String(value);
       }
+      const seed = widgets.get("seed");
+      if (seed && newSeed) seed.input.value = String(crypto.getRandomValues(new Uint32Array(1))[0]);
       sync();
       onChange();
       return true;

@@ -3,7 +3,8 @@
 
 import { api } from "../api.js";
 import { h, replace, duration } from "../dom.js";
-import { ACTIVE, older, phaseOf, statusBadge, costOf, price, bytes, seconds, media, downloadLink, nodeErrors } from "../gen.js";
+import { ACTIVE, older, phaseOf, statusBadge, costOf, price, bytes, seconds, media, downloadLink, nodeErrors,
+  settingsList } from "../gen.js";
 import { openLightbox } from "../lightbox.js";
 import { busy } from "../ui.js";
 
@@ -14,10 +15,32 @@ function capital(text) {
   return text ? text[0].toUpperCase() + text.slice(1) : text;
 }
 
+const FAILURES = { validation: "ComfyUI refused the workflow", execution_error: "a node failed while running",
+  instance_lost: "the GPU was lost", timeout: "it took too long", interrupted: "it was interrupted" };
+
+/** A recorded step of the job (GET /api/v1/generations/{id} → timeline) in words. */
+function milestoneText(m, job) {
+  switch (m.kind) {
+    case "queued": return "Queued";
+    case "claimed": return m.detail ? `Got a GPU (${m.detail})` : "Got a GPU";
+    case "started": return "Started on the GPU";
+    case "attempt_lost": return `Lost the GPU${m.detail ? `: ${m.detail}` : ""}; trying again`;
+    case "cancel_requested": return "Cancel requested";
+    case "completed": return `Completed${job.seconds !== null && job.seconds !== undefined
+      ? ` in ${seconds(job.seconds)} of GPU time` : ""}, cost ${price(job.cost)}`;
+    case "failed": return `Failed${FAILURES[m.detail] ? `: ${FAILURES[m.detail]}` : ""}`;
+    case "cancelled": return "Cancelled";
+    default: return capital(m.kind.replace(/_/g, " "));
+  }
+}
+
 export class JobPanel {
-  constructor({ signal, onSeed = () => {}, onFinished = () => {}, onChange = () => {} }) {
+  constructor({ signal, onSeed = () => {}, onFinished = () => {}, onChange = () => {}, onReuse = () => {},
+    museName = () => null }) {
     this.signal = signal;
     this.onSeed = onSeed;
+    this.onReuse = onReuse;
+    this.museName = museName;
     this.onFinished = onFinished;
     this.onChange = onChange;
     this.job = null;
@@ -48,20 +71,21 @@ export class JobPanel {
     clearTimeout(this.refreshTimer);
   }
 
-  /** Follow a job from now on (`fresh`: just submitted, so what happens is watched from the start). */
+  /**
+   * Follow a job from now on (`fresh`: just submitted, so what happens is watched from the start). The timeline
+   * is the job's recorded steps (server times) plus the phases watched live here; a fresh job's live phases are
+   * moved onto the server's clock (the browser's may differ), an old job's are taken as they are.
+   */
   track(job, { fresh = false } = {}) {
     this.job = job;
     this.latest = null;
-    this.milestones = [];
-    this.started = Date.now();
+    this.milestones = []; // phases seen live: {text, at} in server time
+    this.drawn = null;
+    const created = job.created_at ? Date.parse(job.created_at) : NaN;
+    this.skew = fresh && !Number.isNaN(created) ? created - Date.now() : 0;
+    this.base = Number.isNaN(created) ? Date.now() : created;
+    this.started = this.base - this.skew; // the browser's clock, for the elapsed time
     this.lastRead = Date.now();
-    if (fresh) this.note("Queued");
-    else {
-      const at = (when) => (when ? Date.parse(when) : null);
-      this.started = at(job.created_at) || Date.now();
-      this.note("Queued", this.started);
-      if (job.started_at) this.note("Started on a GPU", at(job.started_at));
-    }
     this.render();
     if (ACTIVE.has(job.status) && !job.waiting && !job.progress) this.scheduleRefresh(0);
   }
@@ -73,6 +97,7 @@ export class JobPanel {
     const next = { ...job };
     if (!next.waiting && next.status === "queued" && was.status === "queued") next.waiting = was.waiting; // the stream has none
     if (next.progress && this.latest && next.progress.seq < this.latest.seq) next.progress = this.latest;
+    if (!next.loras?.length && was.loras?.length) next.loras = was.loras; // the stream's view does not read them
     this.job = next;
     this.render();
     if (ACTIVE.has(was.status) && !ACTIVE.has(next.status)) this.onFinished(next);
@@ -124,10 +149,19 @@ export class JobPanel {
     if (quiet && (job.status === "queued" || !this.streamLive)) this.scheduleRefresh(0);
   }
 
-  note(text, at = Date.now()) {
+  note(text) {
     const last = this.milestones[this.milestones.length - 1];
     if (last && last.text === text) return;
-    this.milestones.push({ text, at });
+    this.milestones.push({ text, at: Date.now() + this.skew });
+  }
+
+  /** The recorded steps and the live phases, in time order, each "+x.x s" after the job was queued. */
+  timeline(job) {
+    const recorded = (job.timeline || []).map((m) => ({ text: milestoneText(m, job), at: Date.parse(m.at) }));
+    const entries = [...recorded, ...this.milestones].sort((a, b) => a.at - b.at);
+    const out = [];
+    for (const e of entries) if (!out.length || out[out.length - 1].text !== e.text) out.push(e);
+    return out;
   }
 
   async cancelJob() {
@@ -146,19 +180,20 @@ export class JobPanel {
     const phase = phaseOf(job, this.latest);
     replace(this.badge, statusBadge(job.status));
     this.cancel.hidden = !active;
+    this.phase.classList.toggle("phase-blocked", Boolean(phase.blocked));
     if (active) {
       const label = phase.step ? "sampling…" : phase.text;
       this.phase.textContent = capital(label);
       const step = label.startsWith("running ") ? "running the workflow…" : label.replace(/ \(about .*\)$/, "");
-      this.note(capital(step)); // one line per phase, not per node or step
+      // One line per phase, not per node or step; "starting" is the recorded "Got a GPU" already.
+      if (!phase.blocked && !/^starting/.test(step)) this.note(capital(step));
     } else if (job.status === "completed") {
       const took = job.seconds !== null && job.seconds !== undefined ? ` in ${seconds(job.seconds)} of GPU time` : "";
       this.phase.textContent = `Done${took}.`;
-      this.note(`Completed${took}, cost ${price(job.cost)}`);
       this.elapsed.textContent = "";
     } else {
-      this.phase.textContent = job.status === "failed" ? `Failed: ${job.error ? job.error.message : "unknown error"}` : "Cancelled.";
-      this.note(capital(job.status));
+      const why = job.error && FAILURES[job.error.reason];
+      this.phase.textContent = job.status === "failed" ? `Failed${why ? `: ${why}` : ""}.` : "Cancelled.";
       this.elapsed.textContent = "";
     }
     if (phase.step) {
@@ -174,46 +209,65 @@ export class JobPanel {
       this.step.textContent = "";
     }
     this.bar.hidden = !active && job.status !== "completed";
-    replace(this.list, this.milestones.map((m) => h("li", {},
-      h("span", { class: "muted" }, `+${Math.max(0, (m.at - this.started) / 1000).toFixed(1)} s`), " ", m.text)));
+    replace(this.list, this.timeline(job).map((m) => h("li", {},
+      h("span", { class: "muted" }, `+${Math.max(0, (m.at - this.base) / 1000).toFixed(1)} s`), " ", m.text)));
     this.drawResult(job);
     this.onChange(job);
   }
 
   drawResult(job) {
     if (job.status === "failed" && job.error) {
-      const where = job.error.node_id ? ` (node ${job.error.node_id}${job.error.node_type ? `, ${job.error.node_type}` : ""})` : "";
-      replace(this.result, h("div", { class: "banner banner-danger" }, h("strong", {}, `${job.error.reason}${where}: `), job.error.message),
-        nodeErrors(job.error.node_errors, "ComfyUI refused the workflow"));
+      // ComfyUI's words once: the message, then only the node errors it does not already say.
+      const e = job.error;
+      const where = e.node_id ? `Node ${e.node_id}${e.node_type ? ` (${e.node_type})` : ""}: ` : "";
+      replace(this.result, h("div", { class: "banner banner-danger", id: "job-error" }, where ? h("strong", {}, where) : null,
+        e.message), nodeErrors(e.node_errors, "More from ComfyUI", { omit: e.message }), this.facts(job));
+      this.drawn = null;
       return;
     }
-    if (job.status !== "completed" || this.drawn === job.id) {
+    const key = `${job.id}:${(job.loras || []).length}`;
+    if (job.status !== "completed" || this.drawn === key) {
       if (job.status !== "completed") {
         replace(this.result);
         this.drawn = null;
       }
       return;
     }
-    this.drawn = job.id;
+    this.drawn = key;
     const prompt = job.params && job.params.prompt ? job.params.prompt : "your generation";
     const outputs = job.outputs || [];
     const alt = (i) => `Result ${i + 1} of ${outputs.length}: ${prompt}`;
     const figures = outputs.map((out, i) => {
       const open = h("button", { type: "button", class: "thumb-button", "aria-label": `Open result ${i + 1} full size` },
         media(out, alt(i), { lazy: false, cls: "result-media" }));
-      open.addEventListener("click", () => openLightbox(outputs, i, { altOf: (o) => alt(outputs.indexOf(o)) }));
+      open.addEventListener("click", () => openLightbox(outputs, i, { altOf: (o) => alt(outputs.indexOf(o)),
+        caption: () => settingsList(job, { museName: this.museName }) }));
       return h("figure", { class: "result-item" }, open,
         h("figcaption", {}, downloadLink(out), h("span", { class: "muted" }, ` ${bytes(out.size)}`)));
     });
-    const p = job.params || {};
-    const seed = p.seed !== undefined ? h("button", { type: "button", class: "btn btn-small" }, "Use this seed") : null;
-    if (seed) seed.addEventListener("click", () => this.onSeed(p.seed));
     replace(this.result,
       outputs.length ? h("div", { class: "result-grid" }, figures) : h("p", { class: "empty" }, "The generation produced no outputs."),
-      h("dl", { class: "kv facts" },
-        p.seed !== undefined ? [h("dt", {}, "Seed"), h("dd", {}, h("code", {}, String(p.seed)), " ", seed)] : null,
-        p.width ? [h("dt", {}, "Size"), h("dd", {}, `${p.width}×${p.height}, ${p.steps} steps`)] : null,
-        job.checkpoint ? [h("dt", {}, "Checkpoint"), h("dd", {}, h("code", {}, job.checkpoint))] : null,
-        [h("dt", {}, "Cost"), h("dd", {}, costOf(job), job.seconds ? ` for ${seconds(job.seconds)}` : "")]));
+      this.facts(job));
+  }
+
+  /** How the job was made (prompt, seed, size, checkpoint, LoRAs, muse…), its cost, and what to do with it. */
+  facts(job) {
+    const p = job.params || {};
+    const buttons = [];
+    if (p.seed !== undefined) {
+      const seed = h("button", { type: "button", class: "btn btn-small" }, "Use this seed");
+      seed.addEventListener("click", () => this.onSeed(p.seed));
+      buttons.push(seed);
+    }
+    if (job.template) {
+      const reuse = h("button", { type: "button", class: "btn btn-small" }, "Reuse these settings");
+      reuse.addEventListener("click", () => this.onReuse(job, { newSeed: false }));
+      const variation = h("button", { type: "button", class: "btn btn-small" }, "Variation (new seed)");
+      variation.addEventListener("click", () => this.onReuse(job, { newSeed: true }));
+      buttons.push(reuse, variation);
+    }
+    const list = settingsList(job, { museName: this.museName, cls: "kv facts settings" });
+    list.append(h("dt", {}, "Cost"), h("dd", {}, costOf(job), job.seconds ? ` for ${seconds(job.seconds)}` : ""));
+    return [list, buttons.length ? h("div", { class: "actions result-actions" }, buttons) : null];
   }
 }
