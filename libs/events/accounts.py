@@ -67,7 +67,15 @@ class AdminActionPerformed(Event, frozen=True, kw_only=True):
     details: dict[str, Any] = {}
 
 
+class AdminKeyRejected(Event, frozen=True, kw_only=True):
+    """A request presented a wrong admin key (never the key itself: where from, and what it asked for)."""
+
+    ip: str = ""
+    method: str = ""
+    path: str = ""
+
+
 AccountsEvent = (
     UserRegistered | PasswordChanged | LoginSucceeded | LoginFailed | TokenCreated | TokenRevoked
-    | AdminActionPerformed
+    | AdminActionPerformed | AdminKeyRejected
 )

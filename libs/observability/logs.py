@@ -20,7 +20,7 @@ from opentelemetry import trace
 MASK = "***"
 MIN_SECRET = 4  # shorter values would mask ordinary words
 # Variables whose values are secrets wherever they appear (comma-separated lists are split).
-SECRET_ENV = ("STOKER_ADMIN_KEY", "AUDIT_HMAC_KEY", "AUDIT_SALT", "AUDIT_HMAC_OLD_KEYS", "VASTAI_API_KEY",
+SECRET_ENV = ("STOKER_ADMIN_KEY", "ADMIN_API_KEY", "HUGGINGFACE_HUB_TOKEN", "AUDIT_HMAC_KEY", "AUDIT_SALT", "AUDIT_HMAC_OLD_KEYS", "VASTAI_API_KEY",
               "VAST_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CIVITAI_TOKEN", "CIVITAI_API_TOKEN",
               "STOKER_WEBHOOK_SECRET")
 URL_ENV = ("DATABASE_URL", "NATS_URL")  # their passwords are secrets

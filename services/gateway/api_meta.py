@@ -87,7 +87,7 @@ def _gauges(app: web.Application) -> list[tuple[str, str, str, dict[str, str], f
 async def metrics(call: Call) -> Any:
     """Prometheus text: from this machine without credentials, otherwise admin only."""
     who = call.principal
-    if not auth.is_loopback(auth.peer_ip(call.request)) and not (who is not None and who.is_admin):
+    if not auth.is_local(call.request) and not (who is not None and who.is_admin):
         if who is None:
             raise ApiError(401, "AUTH_REQUIRED", "metrics need the admin key when scraped from another machine")
         raise ApiError(403, "FORBIDDEN", "metrics need the admin role")

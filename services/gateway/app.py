@@ -45,6 +45,7 @@ from services.gateway.live import LiveHub
 from services.gateway.metrics import Metrics, metrics_middleware
 from services.gateway.pool_client import PoolClient
 from services.gateway.pool_reads import PoolReads
+from services.gateway.proxy import proxy_middleware
 from services.gateway.ratelimit import Limiter
 from services.gateway.recorder import EventRecorder
 from services.gateway.resources import (
@@ -133,7 +134,8 @@ async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
         db.tasks.add(task)
         task.add_done_callback(db.tasks.discard)
     app[ACCOUNTS] = Accounts(pool, app[RECORDER], app[CLOCK], timedelta(seconds=cfg.session_ttl_s),
-                             login_fingerprint_key=(cfg.admin_key or "stoker-login").encode())
+                             login_fingerprint_key=(cfg.admin_key or "stoker-login").encode(),
+                             scrypt_n=cfg.scrypt_n, max_tokens=cfg.max_tokens_per_user)
     yield
     for task in list(db.tasks):
         task.cancel()
@@ -161,7 +163,8 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     """Build the gateway app from a configuration mapping."""
     config = GatewayConfig.from_mapping(env)
     metrics_registry = Metrics()
-    app = web.Application(middlewares=[trace_middleware("gateway", skip=_is_websocket),
+    app = web.Application(middlewares=[proxy_middleware(config.trusted_proxies),
+                                       trace_middleware("gateway", skip=_is_websocket),
                                        security_middleware(config.cors_origins), metrics_middleware(metrics_registry),
                                        error_middleware], client_max_size=1024 * 1024)
     app[CONFIG] = config
@@ -169,7 +172,8 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[METRICS] = metrics_registry
     app[HUB] = LiveHub()
     app[AUDIT] = AuditAccess(config.audit_env)
-    app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate))
+    app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate),
+                         account=Limiter(config.account_rate))
     app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx, gen_ctx])
     app.on_shutdown.append(_close_live)
     operations: list[Operation] = []

@@ -12,7 +12,7 @@ from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from services.gateway.config import GatewayConfig
+from services.gateway.config import GatewayConfig, Rate
 from services.gateway.ratelimit import Limiter
 
 if TYPE_CHECKING:
@@ -34,10 +34,13 @@ Clock = Callable[[], datetime]
 
 @dataclass
 class Limits:
-    """The rate limiters: the API's (per credential, or per IP when anonymous) and sign-in's (per IP)."""
+    """The rate limiters: the API's (per credential, or per IP when anonymous), per account (all its
+    credentials together) and sign-in's (failures, per IP and per account named)."""
 
     api: Limiter
     login: Limiter
+    account: Limiter = field(default_factory=lambda: Limiter(Rate(0, 1.0)))
+    pending: set[Any] = field(default_factory=set)  # background records of refusals
 
 
 @dataclass
