@@ -204,17 +204,19 @@ async def test_common_passwords_are_refused(client: test_utils.TestClient, uniqu
         assert error["code"] == "VALIDATION_FAILED" and "common" in error["message"]
 
 
-async def test_old_password_hashes_are_upgraded_on_sign_in(client: test_utils.TestClient, database_url: str,
-                                                           unique_id: str) -> None:
+async def test_old_password_hashes_are_upgraded_on_sign_in(nats_url: str, database_url: str, unique_id: str) -> None:
+    env = gateway_env(nats_url, database_url)
+    del env["STOKER_SCRYPT_N"]  # the production cost
     name = f"old-{unique_id}"
-    user_id, _ = await user_token(client, name)
     conn = await asyncpg.connect(database_url)
     try:
-        old = passwords.hash_password(PASSWORD, n=2**14)
-        await conn.execute("UPDATE gateway.users SET password_hash = $2 WHERE id = $1", user_id, old)
-        resp = await client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
-        assert resp.status == 200
-        stored = await conn.fetchval("SELECT password_hash FROM gateway.users WHERE id = $1", user_id)
+        async with gateway_client(env) as client:
+            user_id, _ = await user_token(client, name)
+            old = passwords.hash_password(PASSWORD, n=2**14)
+            await conn.execute("UPDATE gateway.users SET password_hash = $2 WHERE id = $1", user_id, old)
+            resp = await client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})
+            assert resp.status == 200
+            stored = await conn.fetchval("SELECT password_hash FROM gateway.users WHERE id = $1", user_id)
     finally:
         await conn.close()
     assert stored != old and stored.startswith(f"scrypt${2**17}$8$1$")
@@ -237,3 +239,56 @@ async def test_failed_admin_key_attempts_are_recorded_with_the_address(client: t
     await client.post("/api/v1/pool/safe-mode", json={"enabled": False, "reason": "x"}, headers=ADMIN)
     actions = [r for r in await events_of(js, "ev.acct.admin.>") if type(r.event).__name__ == "AdminActionPerformed"]
     assert actions and actions[-1].event.details.get("ip") == "127.0.0.1"
+
+
+# -- item 5: behind a TLS-terminating reverse proxy ------------------------------------------------------------
+
+
+PROXIED = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "stoker.example"}
+
+
+async def test_behind_a_trusted_proxy_cookies_origins_and_addresses_are_the_browsers(nats_url, database_url, js,
+                                                                                     unique_id) -> None:
+    env = gateway_env(nats_url, database_url, STOKER_TRUSTED_PROXIES="127.0.0.1, ::1")
+    async with gateway_client(env) as client:
+        name = f"proxied-{unique_id}"
+        user_id, _ = await user_token(client, name)
+        resp = await client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}, headers=PROXIED)
+        assert resp.status == 200
+        assert resp.cookies["stoker_session"]["secure"]  # the browser spoke https to the proxy
+        session = resp.cookies["stoker_session"].value
+        resp = await client.post("/api/v1/tokens", json={"name": "from the UI"},
+                                 headers={**PROXIED, "Origin": "https://stoker.example",
+                                          "Cookie": f"stoker_session={session}"})
+        assert resp.status == 201, await resp.text()  # the UI's own POST passes the origin check
+        resp = await client.post("/api/v1/tokens", json={"name": "x"},
+                                 headers={**PROXIED, "Origin": "https://evil.example",
+                                          "Cookie": f"stoker_session={session}"})
+        assert resp.status == 403
+        client.session.cookie_jar.clear()
+        # "this machine only" is for this machine, not for whoever the proxy forwards
+        assert (await client.get("/metrics", headers=PROXIED)).status == 401
+        resp = await client.post("/api/v1/admin/tokens", json={"vastai_api_key": "k" * 40}, headers={**PROXIED, **ADMIN})
+        assert resp.status == 403
+        assert (await client.get("/metrics")).status == 200  # the proxy host itself, without forwarding
+        logins = [r for r in await events_of(js, f"ev.acct.user.{user_id}")
+                  if type(r.event).__name__ == "LoginSucceeded"]
+        assert logins[-1].event.ip == "203.0.113.5"
+
+
+async def test_forwarding_headers_from_an_unconfigured_proxy_are_not_believed(client: test_utils.TestClient,
+                                                                             unique_id: str) -> None:
+    name = f"direct-{unique_id}"
+    await user_token(client, name)
+    resp = await client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}, headers=PROXIED)
+    assert resp.status == 200 and not resp.cookies["stoker_session"]["secure"]
+    session = resp.cookies["stoker_session"].value
+    resp = await client.post("/api/v1/tokens", json={"name": "x"},
+                             headers={**PROXIED, "Origin": "https://stoker.example", "Cookie": f"stoker_session={session}"})
+    assert resp.status == 403  # the forwarded host is not believed
+    client.session.cookie_jar.clear()
+    # a loopback peer forwarding for someone else (a same-host proxy nobody configured) is not "this machine"
+    assert (await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.5"})).status == 401
+    resp = await client.post("/api/v1/admin/tokens", json={"vastai_api_key": "k" * 40},
+                             headers={"Forwarded": "for=203.0.113.5", **ADMIN})
+    assert resp.status == 403
