@@ -32,6 +32,7 @@ from services.gateway import (
     api_pool,
     api_usage,
     comfy_compat,
+    dependencies,
     openapi,
     repository,
 )
@@ -97,7 +98,7 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     js = nc.jetstream(timeout=10)
     app[JS] = js
     await streams.ensure_streams(js)
-    app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]))
+    app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]), connected=lambda: nc.is_connected)
     app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s, pool_id=cfg.pool_id)
     yield
     try:
@@ -124,9 +125,15 @@ async def _migrate(db: Database) -> None:
 async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
     """A lazily connecting asyncpg pool: the gateway starts, and reports not ready, while PostgreSQL is down."""
     cfg = app[CONFIG]
-    pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=10, command_timeout=60)
+    # Connecting is bounded by the dependency timeout; a query by 10 s (a request stops waiting for it
+    # much sooner: see dependencies.py).
+    pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=cfg.dependency_timeout_s,
+                                     command_timeout=10)
     app[PG_POOL] = pool
     db = app[DATABASE] = Database(pool)
+    watchdog = asyncio.create_task(dependencies.watch(lambda: pool.fetchval("SELECT 1"), db.mark,
+                                                      timeout=cfg.dependency_timeout_s), name="gateway-pg-watch")
+    db.tasks.add(watchdog)
     try:
         await asyncio.wait_for(_migrate(db), 5)
     except TimeoutError:

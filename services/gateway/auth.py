@@ -15,6 +15,7 @@ from aiohttp import web
 
 from services.audit.chain import fingerprint
 from services.gateway import repository
+from services.gateway.dependencies import Unavailable
 from services.gateway.errors import ApiError
 from services.gateway.passwords import is_token_shaped, token_digest
 from services.gateway.proxy import CLIENT
@@ -113,8 +114,9 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Pool,
-                       clock: Callable[[], datetime]) -> Principal | None:
-    """The caller, None when no credential was sent; 401 when one was sent and is not valid."""
+                       clock: Callable[[], datetime], available: Callable[[], bool] = lambda: True) -> Principal | None:
+    """The caller, None when no credential was sent; 401 when one was sent and is not valid;
+    Unavailable when a token must be looked up and the database is known not to answer."""
     presented = request.headers.get(ADMIN_HEADER)
     if presented is not None:
         # surrogateescape: a header with bytes that are not UTF-8 simply does not match
@@ -126,6 +128,8 @@ async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Po
         return None
     if not is_token_shaped(token):
         raise _unauthorized("invalid or expired token")
+    if not available():
+        raise Unavailable("postgres")
     async with pool.acquire() as conn:
         row = await repository.bearer(conn, token_digest(token), clock())
     if row is None:

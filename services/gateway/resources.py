@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from services.gateway.routing import Operation
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("stoker.gateway")
 
 
 @dataclass
@@ -45,11 +47,19 @@ class Limits:
 
 @dataclass
 class Database:
-    """PostgreSQL for the gateway's own tables: ``ready`` once its migrations are applied."""
+    """PostgreSQL for the gateway's own tables: ``ready`` once its migrations are applied; ``healthy``
+    while it answers (a watchdog and every bounded call keep it current)."""
 
     pool: asyncpg.Pool
     ready: bool = False
     tasks: set[Any] = field(default_factory=set)
+    healthy: bool = True
+
+    def mark(self, healthy: bool) -> None:
+        """Record whether PostgreSQL answers (logged when it changes)."""
+        if healthy != self.healthy:
+            log.warning("PostgreSQL %s", "answers again" if healthy else "does not answer: requests that need it get 503")
+        self.healthy = healthy
 
 
 CORRELATION_ID = web.RequestKey("correlation_id", str)

@@ -25,6 +25,7 @@ from libs.events import accounts as acct
 from libs.events.ids import is_subject_token, new_id
 from services.gateway import auth
 from services.gateway.auth import Principal, Role
+from services.gateway.dependencies import Unavailable, bounded
 from services.gateway.errors import ApiError, validation_failed
 from services.gateway.ratelimit import retry_after
 from services.gateway.resources import (
@@ -172,10 +173,15 @@ def _limited(wait: float, what: str) -> ApiError:
 async def _principal(request: web.Request, ip: str, optional: bool) -> Principal | None:
     """The caller; on a public operation a stale credential (an old cookie) just means anonymous."""
     app = request.app
+    db = app[DATABASE]
     try:
-        async with asyncio.timeout(app[CONFIG].dependency_timeout_s):  # a frozen database: 503 soon, not late
-            return await auth.authenticate(request, admin_key=app[CONFIG].admin_key, pool=app[DATABASE].pool,
-                                           clock=app[CLOCK])
+        # A frozen database: 503 soon, not when its queries time out.
+        return await bounded(auth.authenticate(request, admin_key=app[CONFIG].admin_key, pool=db.pool,
+                                               clock=app[CLOCK], available=lambda: db.healthy),
+                             app[CONFIG].dependency_timeout_s)
+    except TimeoutError:
+        db.mark(False)
+        raise
     except ApiError:
         if optional:
             return None
@@ -238,8 +244,8 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
             raise ApiError(403, "FORBIDDEN", "this operation is only accepted from this machine (loopback)")
         try:
             principal = await _principal(request, ip, optional=op.role is None)
-        except DB_DOWN:
-            raise ApiError(503, "UNAVAILABLE", "the credential store is unavailable; retry",
+        except (*DB_DOWN, Unavailable):
+            raise ApiError(503, "UNAVAILABLE", "the credential store (PostgreSQL) is unavailable; retry",
                            headers={"Retry-After": "5"}) from None
         if op.limit == "api":
             key = principal.rate_key if principal else f"ip:{ip}"
@@ -270,11 +276,11 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
             if audited:
                 await _record_admin_action(call, op, exc.code, exc.status)
             raise
-        except DB_DOWN:
+        except (*DB_DOWN, Unavailable) as exc:
             if audited:
                 await _record_admin_action(call, op, "UNAVAILABLE", 503)
-            raise ApiError(503, "UNAVAILABLE", "the database is unavailable; retry",
-                           headers={"Retry-After": "5"}) from None
+            what = "NATS" if isinstance(exc, Unavailable) and exc.what == "nats" else "the database (PostgreSQL)"
+            raise ApiError(503, "UNAVAILABLE", f"{what} is unavailable; retry", headers={"Retry-After": "5"}) from None
         except Exception:
             if audited:
                 await _record_admin_action(call, op, "INTERNAL", 500)
@@ -304,6 +310,10 @@ def add_operations(app: web.Application, operations: Iterable[Operation]) -> lis
 
 
 def require_database(app: web.Application) -> None:
-    """503 until the gateway's tables exist (PostgreSQL was down at start and is still being waited for)."""
+    """503 until the gateway's tables exist (PostgreSQL was down at start and is still being waited for),
+    and at once while PostgreSQL does not answer."""
     if not app[DATABASE].ready:
         raise ApiError(503, "UNAVAILABLE", "the account database is not ready yet; retry", headers={"Retry-After": "5"})
+    if not app[DATABASE].healthy:
+        raise ApiError(503, "UNAVAILABLE", "the database (PostgreSQL) does not answer; retry",
+                       headers={"Retry-After": "5"})
