@@ -243,7 +243,9 @@ def endpoint(op: Operation) -> Callable[[web.Request], Awaitable[web.StreamRespo
         if op.loopback_only and not auth.is_local(request):
             raise ApiError(403, "FORBIDDEN", "this operation is only accepted from this machine (loopback)")
         try:
-            principal = await _principal(request, ip, optional=op.role is None)
+            # Probes and docs never look at credentials: they answer even while PostgreSQL does not.
+            public = op.role is None and op.limit == "none"
+            principal = None if public else await _principal(request, ip, optional=op.role is None)
         except (*DB_DOWN, Unavailable):
             raise ApiError(503, "UNAVAILABLE", "the credential store (PostgreSQL) is unavailable; retry",
                            headers={"Retry-After": "5"}) from None

@@ -56,8 +56,8 @@ async def test_with_postgres_frozen_requests_get_503_quickly(nats_url, database_
             assert status == 503 and took < FAST, (took, body)
             assert "PostgreSQL" in body["error"]["message"] and body["error"]["details"]["postgres"] != "ok"
             assert body["error"]["details"]["nats"] == "ok"
-            took, status, _ = await timed(client.get("/healthz"))
-            assert status == 200 and took < 1
+            took, status, _ = await timed(client.get("/healthz", headers={"Cookie": f"stoker_session={token}"}))
+            assert status == 200 and took < 1  # a browser's cookie does not make the probe wait on the database
 
         async def answers() -> bool:
             return (await client.get("/api/v1/auth/me", headers=bearer(token))).status == 200
