@@ -1,6 +1,7 @@
 """Accounts context events: users, API tokens, sign-ins and admin actions (for the audit log).
 
-Aggregates: ``ev.acct.user.<user id>`` and ``ev.acct.admin.<key fingerprint>``.
+Aggregates: ``ev.acct.user.<user id>``, ``ev.acct.admin.<key fingerprint>`` and ``ev.acct.admin.rejected``
+(wrong admin keys).
 Never a password, a password hash, a token or a key in an event: tokens appear by id and
 fingerprint only.
 """
