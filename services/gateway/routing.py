@@ -1,10 +1,12 @@
 """Declared operations and the one pipeline every API request goes through.
 
 Each API module lists ``Operation``s: method, path, role, request/query/response types. The
-pipeline does, in order: loopback check, sign-in rate limit, authentication, API rate limit,
-role check, CSRF check, parsing (into Structs, once), the handler, and an
-``AdminActionPerformed`` event for every admin write. The OpenAPI document is built from the
-same declarations, so the docs cannot drift from what is enforced.
+pipeline does, in order: "this machine only" check, authentication (bounded: a frozen database
+is a quick 503; a wrong credential counts against the address, a wrong admin key is recorded),
+API rate limits (per credential and per account), role check, CSRF check, parsing (into Structs,
+once), the sign-in limit (per address and per account; only refused credentials count), the
+handler, and an ``AdminActionPerformed`` event for every admin write. The OpenAPI document is
+built from the same declarations, so the docs cannot drift from what is enforced.
 """
 
 from __future__ import annotations
