@@ -163,4 +163,7 @@ def check_cookie_origin(request: web.Request, allowed: tuple[str, ...], *, reads
         return
     own = f"{request.scheme}://{request.host}"
     if origin != own and origin not in allowed:
-        raise ApiError(403, "FORBIDDEN", "cross-origin request with a session cookie refused")
+        hint = ""
+        if origin.partition("://")[2] == request.host:  # same host, other scheme: a TLS proxy nobody declared
+            hint = " (behind a TLS-terminating proxy? list it in STOKER_TRUSTED_PROXIES)"
+        raise ApiError(403, "FORBIDDEN", "cross-origin request with a session cookie refused" + hint)
