@@ -313,11 +313,16 @@ def add_operations(app: web.Application, operations: Iterable[Operation]) -> lis
     return added
 
 
+def require_postgres(app: web.Application) -> None:
+    """503 at once while PostgreSQL is known not to answer (rather than waiting out a query timeout)."""
+    if not app[DATABASE].healthy:
+        raise ApiError(503, "UNAVAILABLE", "the database (PostgreSQL) does not answer; retry",
+                       headers={"Retry-After": "5"})
+
+
 def require_database(app: web.Application) -> None:
     """503 until the gateway's tables exist (PostgreSQL was down at start and is still being waited for),
     and at once while PostgreSQL does not answer."""
     if not app[DATABASE].ready:
         raise ApiError(503, "UNAVAILABLE", "the account database is not ready yet; retry", headers={"Retry-After": "5"})
-    if not app[DATABASE].healthy:
-        raise ApiError(503, "UNAVAILABLE", "the database (PostgreSQL) does not answer; retry",
-                       headers={"Retry-After": "5"})
+    require_postgres(app)

@@ -48,7 +48,7 @@ async def test_with_postgres_frozen_requests_get_503_quickly(nats_url, database_
         _, token = await user_token(client, f"frozen-{unique_id}")
         with frozen(postgres_server):
             for path, headers in [("/api/v1/tokens", bearer(token)), ("/api/v1/auth/me", bearer(token)),
-                                  ("/api/v1/tokens", ADMIN)]:
+                                  ("/api/v1/tokens", ADMIN), ("/api/v1/audit", ADMIN)]:
                 took, status, body = await timed(client.get(path, headers=headers))
                 assert status == 503 and took < FAST, (path, took, status, body)
                 assert body["error"]["code"] == "UNAVAILABLE"
