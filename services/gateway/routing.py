@@ -36,6 +36,7 @@ from services.gateway.resources import (
     CORRELATION_ID,
     DATABASE,
     LIMITS,
+    NATS,
     RECORDER,
 )
 
@@ -311,6 +312,12 @@ def add_operations(app: web.Application, operations: Iterable[Operation]) -> lis
         app.router.add_route(op.method, op.path, endpoint(op), name=op.name)
         added.append(op)
     return added
+
+
+def require_nats(app: web.Application) -> None:
+    """503 at once while NATS is not connected (a JetStream read would wait out its whole timeout)."""
+    if not app[NATS].is_connected:
+        raise Unavailable("nats")
 
 
 def require_postgres(app: web.Application) -> None:
