@@ -58,7 +58,8 @@ class Database:
     def mark(self, healthy: bool) -> None:
         """Record whether PostgreSQL answers (logged when it changes)."""
         if healthy != self.healthy:
-            log.warning("PostgreSQL %s", "answers again" if healthy else "does not answer: requests that need it get 503")
+            log.warning("PostgreSQL %s",
+                        "answers again" if healthy else "does not answer: requests that need it get 503")
         self.healthy = healthy
 
 

@@ -268,7 +268,8 @@ async def test_behind_a_trusted_proxy_cookies_origins_and_addresses_are_the_brow
         client.session.cookie_jar.clear()
         # "this machine only" is for this machine, not for whoever the proxy forwards
         assert (await client.get("/metrics", headers=PROXIED)).status == 401
-        resp = await client.post("/api/v1/admin/tokens", json={"vastai_api_key": "k" * 40}, headers={**PROXIED, **ADMIN})
+        resp = await client.post("/api/v1/admin/tokens", json={"vastai_api_key": "k" * 40},
+                                 headers={**PROXIED, **ADMIN})
         assert resp.status == 403
         assert (await client.get("/metrics")).status == 200  # the proxy host itself, without forwarding
         logins = [r for r in await events_of(js, f"ev.acct.user.{user_id}")
@@ -284,7 +285,8 @@ async def test_forwarding_headers_from_an_unconfigured_proxy_are_not_believed(cl
     assert resp.status == 200 and not resp.cookies["stoker_session"]["secure"]
     session = resp.cookies["stoker_session"].value
     resp = await client.post("/api/v1/tokens", json={"name": "x"},
-                             headers={**PROXIED, "Origin": "https://stoker.example", "Cookie": f"stoker_session={session}"})
+                             headers={**PROXIED, "Origin": "https://stoker.example",
+                                      "Cookie": f"stoker_session={session}"})
     assert resp.status == 403  # the forwarded host is not believed
     client.session.cookie_jar.clear()
     # a loopback peer forwarding for someone else (a same-host proxy nobody configured) is not "this machine"

@@ -8,7 +8,8 @@ from multidict import CIMultiDict
 from services.gateway.config import ConfigError, GatewayConfig
 from services.gateway.proxy import ClientView, client_view, parse_networks
 
-BASE = {"NATS_URL": "nats://n", "DATABASE_URL": "postgresql://d", "STOKER_ADMIN_KEY": "k3y-with-enough-entropy-7f2c9a1e5b"}
+BASE = {"NATS_URL": "nats://n", "DATABASE_URL": "postgresql://d",
+        "STOKER_ADMIN_KEY": "k3y-with-enough-entropy-7f2c9a1e5b"}
 TRUSTED = parse_networks("127.0.0.1, 10.0.0.0/8, ::1")
 
 
