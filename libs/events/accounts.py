@@ -1,6 +1,7 @@
 """Accounts context events: users, API tokens, sign-ins and admin actions (for the audit log).
 
-Aggregates: ``ev.acct.user.<user id>`` and ``ev.acct.admin.<key fingerprint>``.
+Aggregates: ``ev.acct.user.<user id>``, ``ev.acct.admin.<key fingerprint>`` and ``ev.acct.admin.rejected``
+(wrong admin keys).
 Never a password, a password hash, a token or a key in an event: tokens appear by id and
 fingerprint only.
 """
@@ -92,7 +93,15 @@ class AdminActionPerformed(Event, frozen=True, kw_only=True):
     details: dict[str, Any] = {}
 
 
+class AdminKeyRejected(Event, frozen=True, kw_only=True):
+    """A request presented a wrong admin key (never the key itself: where from, and what it asked for)."""
+
+    ip: str = ""
+    method: str = ""
+    path: str = ""
+
+
 AccountsEvent = (
     UserRegistered | PasswordChanged | LoginSucceeded | LoginFailed | TokenCreated | TokenRevoked
-    | AdminActionPerformed | UserDisabled | UserEnabled | UserDeleted | SessionRevoked
+    | AdminActionPerformed | UserDisabled | UserEnabled | UserDeleted | SessionRevoked | AdminKeyRejected
 )

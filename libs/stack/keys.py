@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 ADMIN_KEY_ENV = "STOKER_ADMIN_KEY"
+ADMIN_KEY_ALIAS = "ADMIN_API_KEY"  # the seed's name for it
 AUDIT_HMAC_KEY_ENV = "AUDIT_HMAC_KEY"
 ADMIN_KEY_FILE = "admin_key"
 AUDIT_HMAC_KEY_FILE = "audit_hmac_key"
@@ -63,6 +64,7 @@ class StackSecrets:
 
 def resolve_stack_secrets(env: Mapping[str, str], data_dir: Path, *, dev: bool) -> StackSecrets:
     """The admin key and the audit HMAC key: from the environment, or (dev mode) kept in the data dir."""
+    env = {**env, ADMIN_KEY_ENV: env.get(ADMIN_KEY_ENV) or env.get(ADMIN_KEY_ALIAS, "")}
     return StackSecrets(
         admin=resolve_secret(env, ADMIN_KEY_ENV, data_dir / ADMIN_KEY_FILE, dev=dev),
         audit_hmac=resolve_secret(env, AUDIT_HMAC_KEY_ENV, data_dir / AUDIT_HMAC_KEY_FILE, dev=dev),

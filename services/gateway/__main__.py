@@ -8,9 +8,8 @@ import os
 import signal
 from collections.abc import Mapping
 
-from aiohttp import web
-
 from libs.observability import logs, tracing
+from services.gateway import server
 from services.gateway.app import CONFIG, create_app
 from services.gateway.config import ConfigError, GatewayConfig
 
@@ -24,14 +23,14 @@ async def serve(env: Mapping[str, str]) -> None:
         raise ConfigError(f"{problem}: refusing to start outside dev mode (set STOKER_DEV=1 for development)")
     app = create_app(env)
     config = app[CONFIG]
-    # Finish in-flight requests within 5 s: well inside the supervisor's 10 s before SIGKILL.
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=5.0)
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(server.AcceptErrorLog())
+    runner, guard = server.make_runner(app, config)
     await runner.setup()
     try:
-        await web.TCPSite(runner, config.host, config.port).start()
-        log.info("gateway listening on http://%s:%s/", config.host, config.port)
+        await server.GuardedSite(runner, config.host, config.port, guard, backlog=1024).start()
+        log.info("gateway listening on http://%s:%s/ (at most %d connections)", config.host, config.port, guard.limit)
         stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()

@@ -60,6 +60,7 @@ class AccountAdmin:
     clock: Callable[[], datetime]
     admin_key: str
     session_ttl: timedelta
+    scrypt_n: int = passwords.SCRYPT_N
 
     @property
     def builtin_id(self) -> str | None:
@@ -120,7 +121,7 @@ class AccountAdmin:
     async def reset_password(self, user_id: str, password: str, meta: Metadata) -> dict[str, Any]:
         """An admin sets a new password; the account's sessions end."""
         self._guard(user_id)
-        password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        password_hash = await asyncio.to_thread(passwords.hash_password, password, n=self.scrypt_n)
         return await self._store_password(user_id, password_hash, None, meta)
 
     async def change_password(self, user_id: str, current: str, new: str, keep_session: str | None,
@@ -133,7 +134,7 @@ class AccountAdmin:
             raise NoSuchUser(user_id)
         if not await asyncio.to_thread(passwords.verify_password, current, row["password_hash"]):
             raise WrongPassword()
-        password_hash = await asyncio.to_thread(passwords.hash_password, new)
+        password_hash = await asyncio.to_thread(passwords.hash_password, new, n=self.scrypt_n)
         return await self._store_password(user_id, password_hash, keep_session, meta)
 
     async def _store_password(self, user_id: str, password_hash: str, keep: str | None,

@@ -10,7 +10,7 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,11 @@ class NoSuchUser(Exception):
     """No account has that id."""
 
 
+class TooManyTokens(Exception):
+    """The account already has as many live API tokens as allowed."""
+
+
+
 def user_aggregate(user_id: str) -> Aggregate:
     """The aggregate of one account's events."""
     return Aggregate(subjects.ACCOUNTS, acct.USER, user_id)
@@ -61,10 +66,18 @@ class Accounts:
     clock: Callable[[], datetime]
     session_ttl: timedelta
     login_fingerprint_key: bytes  # keys the fingerprint of unknown usernames in LoginFailed
+    scrypt_n: int = passwords.SCRYPT_N
+    max_tokens: int = 50  # live API tokens per account
+    # Each scrypt hash takes 128 MiB: at most two at once, whatever the number of sign-ins.
+    hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+    async def _hash(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        async with self.hashing:
+            return await asyncio.to_thread(fn, *args, **kwargs)
 
     async def register(self, username: str, password: str, role: acct.Role, meta: Metadata) -> dict[str, Any]:
         """Create an account (UsernameTaken if the name is in use)."""
-        password_hash = await asyncio.to_thread(passwords.hash_password, password)
+        password_hash = await self._hash(passwords.hash_password, password, n=self.scrypt_n)
         user_id = new_id()
         async with self.pool.acquire() as conn, conn.transaction():
             row = await repository.insert_user(conn, user_id, username, password_hash, role, self.clock())
@@ -78,12 +91,14 @@ class Accounts:
         """A new session token (shown once), the account and the session row; BadCredentials otherwise."""
         async with self.pool.acquire() as conn:
             row = await repository.user_for_login(conn, username)
-        stored = row["password_hash"] if row is not None else passwords.DUMMY_HASH
-        ok = await asyncio.to_thread(passwords.verify_password, password, stored)
+        stored = row["password_hash"] if row is not None else await self._hash(passwords.dummy_hash, self.scrypt_n)
+        ok = await self._hash(passwords.verify_password, password, stored)
         if row is None or not ok:
             await self._login_failed(username, row, ip, meta)
             raise BadCredentials()
         user_id = row["id"]
+        if passwords.needs_rehash(stored, n=self.scrypt_n):
+            await self._rehash(user_id, password, stored)
         token = passwords.new_token(passwords.SESSION_PREFIX)
         now = self.clock()
         async with self.pool.acquire() as conn, conn.transaction():
@@ -94,6 +109,12 @@ class Accounts:
             await self.recorder.record(user_aggregate(user_id), [acct.LoginSucceeded(ip=ip)],
                                        Metadata(actor=f"user:{user_id}", correlation_id=meta.correlation_id))
         return token, user_json(row), session
+
+    async def _rehash(self, user_id: str, password: str, old: str) -> None:
+        """Store the password again at today's cost (only if nobody changed it meanwhile)."""
+        new = await self._hash(passwords.hash_password, password, n=self.scrypt_n)
+        async with self.pool.acquire() as conn:
+            await repository.replace_password_hash(conn, user_id, old, new)
 
     async def _login_failed(self, username: str, row: Any, ip: str, meta: Metadata) -> None:
         """Record a refused sign-in; an unknown name is kept only as a fingerprint (it may be a mistyped password)."""
@@ -124,8 +145,10 @@ class Accounts:
         expires = now + timedelta(seconds=expires_in_s) if expires_in_s else None
         token_id, fp = new_id(), passwords.token_fingerprint(token)
         async with self.pool.acquire() as conn, conn.transaction():
-            if await repository.user_by_id(conn, user_id) is None:
+            if await repository.user_by_id(conn, user_id, lock=True) is None:
                 raise NoSuchUser(user_id)
+            if await repository.count_live_tokens(conn, user_id, now) >= self.max_tokens:
+                raise TooManyTokens(self.max_tokens)
             row = await repository.insert_token(conn, token_id=token_id, user_id=user_id, kind="api", name=name,
                                                 digest=passwords.token_digest(token), fingerprint=fp, now=now,
                                                 expires_at=expires)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway import auth
+from services.gateway import auth, passwords
 from services.gateway import schemas as s
 from services.gateway.account_admin import BuiltinAccount, NoSuchSession, WrongPassword
 from services.gateway.accounts import NoSuchUser
-from services.gateway.errors import ApiError
+from services.gateway.errors import ApiError, validation_failed
 from services.gateway.resources import ACCOUNT_ADMIN, CONFIG
 from services.gateway.routing import Call, Operation, json_response, require_database
 
@@ -59,6 +59,8 @@ async def reset_password(call: Call) -> Any:
     """Set an account's password (tell its owner privately); its sessions end."""
     require_database(call.app)
     body: s.PasswordResetBody = call.body
+    if passwords.is_common(body.password):
+        raise validation_failed("that password is too common: choose another")
     try:
         return await call.app[ACCOUNT_ADMIN].reset_password(call.path("id"), body.password, call.meta())
     except NoSuchUser:
@@ -88,6 +90,8 @@ async def change_password(call: Call) -> Any:
     if who.via == "admin_key" or who.user_id is None:
         raise ApiError(409, "CONFLICT", BUILTIN)
     keep = who.credential_id if who.via == "session" else None
+    if passwords.is_common(body.new_password):
+        raise validation_failed("that password is too common: choose another")
     try:
         return await call.app[ACCOUNT_ADMIN].change_password(who.user_id, body.current_password, body.new_password,
                                                              keep, call.meta())

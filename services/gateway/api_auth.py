@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from services.gateway import auth
+from services.gateway import auth, passwords
 from services.gateway import schemas as s
-from services.gateway.accounts import BadCredentials, NoSuchToken, NoSuchUser
+from services.gateway.accounts import BadCredentials, NoSuchToken, NoSuchUser, TooManyTokens
 from services.gateway.errors import ApiError, validation_failed
 from services.gateway.repository import UsernameTaken
 from services.gateway.resources import ACCOUNT_ADMIN, ACCOUNTS, CONFIG, DATABASE
@@ -24,6 +24,8 @@ async def register(call: Call) -> Any:
             raise ApiError(403, "FORBIDDEN", "only an admin can create accounts")
         if body.role != "user":
             raise ApiError(403, "FORBIDDEN", "only an admin can create admin accounts")
+    if passwords.is_common(body.password, body.username):
+        raise validation_failed("that password is too common (or is the username): choose another")
     require_database(call.app)
     try:
         return await call.app[ACCOUNTS].register(body.username, body.password, body.role, call.meta())
@@ -107,6 +109,9 @@ async def create_token(call: Call) -> Any:
         token, info = await call.app[ACCOUNTS].create_token(owner, body.name, body.expires_in_s, call.meta())
     except NoSuchUser:
         raise ApiError(404, "NOT_FOUND", "no such account") from None
+    except TooManyTokens as exc:
+        raise ApiError(409, "TOO_MANY_TOKENS", f"this account already has {exc.args[0]} live API tokens "
+                       "(the most allowed): revoke one first") from None
     return {**info, "token": token}
 
 
@@ -143,7 +148,7 @@ OPERATIONS = [
               "Am I signed in (no credential, or a stale one: authenticated false)", "accounts", role=None,
               response=s.SessionStatus),
     Operation("POST", "/api/v1/tokens", create_token, "create_token", "Issue an API token (shown once)", "accounts",
-              body=s.NewTokenBody, response=s.NewToken, status=201, errors=(404, 503)),
+              body=s.NewTokenBody, response=s.NewToken, status=201, errors=(404, 409, 503)),
     Operation("GET", "/api/v1/tokens", list_tokens, "list_tokens", "List your API tokens", "accounts",
               response=s.TokenList, errors=(503,)),
     Operation("DELETE", "/api/v1/tokens/{id}", revoke_token, "revoke_token", "Revoke an API token", "accounts",

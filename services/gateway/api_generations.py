@@ -14,7 +14,7 @@ from services.gateway.errors import validation_failed
 from services.gateway.gen_access import account, fields, job_owner, scope
 from services.gateway.gen_outputs import not_found, stream_output
 from services.gateway.resources import GEN_CLIENT, GEN_READS, JS
-from services.gateway.routing import Call, Operation, json_response
+from services.gateway.routing import Call, Operation, json_response, require_nats
 from services.gateway.schemas import generation as g
 from services.generation import api
 
@@ -135,6 +135,7 @@ async def get_output(call: Call) -> Any:
         output = gen_views.find_output(job, index) if job is not None else None
     if output is None:
         raise not_found()
+    require_nats(call.app)  # the bytes are in JetStream: 503 now rather than after its timeout
     return await stream_output(call.request, call.app[JS], output)
 
 

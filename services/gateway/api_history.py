@@ -12,7 +12,7 @@ from services.gateway import schemas as s
 from services.gateway.errors import ApiError, validation_failed
 from services.gateway.gen_views import generation_of_job
 from services.gateway.resources import CONFIG, JS
-from services.gateway.routing import Call, Operation
+from services.gateway.routing import Call, Operation, require_nats
 from services.pool.handlers import summary
 
 EVENT_ID = re.compile(r"^[A-Za-z0-9_\-:]{1,64}$")
@@ -20,6 +20,7 @@ EVENT_ID = re.compile(r"^[A-Za-z0-9_\-:]{1,64}$")
 
 async def list_events(call: Call) -> Any:
     """A page of events of one context, oldest first; ``next`` is the stream sequence to continue after."""
+    require_nats(call.app)
     q: s.EventsQuery = call.query
     if q.since is not None and q.until is not None and q.since > q.until:
         raise validation_failed("since is after until")
@@ -42,6 +43,7 @@ def _when(raw: str) -> datetime | None:
 
 async def state_at(call: Call) -> Any:
     """Fold the pool and generation projections over a replay up to an event id (inclusive) or an RFC 3339 time."""
+    require_nats(call.app)
     raw = call.query.at
     when = _when(raw)
     if when is None and not EVENT_ID.match(raw):

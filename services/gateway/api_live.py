@@ -8,6 +8,7 @@ from typing import Any
 
 from aiohttp import web
 
+from services.gateway.auth import check_cookie_origin
 from services.gateway.live import (
     CLOSE,
     RESYNC,
@@ -39,6 +40,7 @@ def _for(call: Call, message: Message) -> Message:
 async def stream(call: Call) -> Any:
     """``snapshot`` first (the pool as GET /api/v1/pool shows it), then ``pool`` events; comments keep it alive."""
     request = call.request
+    check_cookie_origin(request, call.app[CONFIG].cors_origins, reads_too=True)  # no foreign page with our cookie
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-store",
                                            "X-Accel-Buffering": "no"})
     prepare_headers(request, response, call.app[CONFIG].cors_origins)

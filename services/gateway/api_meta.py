@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
@@ -10,9 +9,11 @@ import asyncpg
 from aiohttp import web
 
 from services.gateway import auth, openapi
+from services.gateway.dependencies import bounded
 from services.gateway.errors import ApiError, error_response
 from services.gateway.resources import (
     CLOCK,
+    CONFIG,
     DATABASE,
     HUB,
     METRICS,
@@ -39,29 +40,37 @@ async def healthz(call: Call) -> Any:
     return {"status": "ok"}
 
 
-async def _postgres_ok(pool: asyncpg.Pool) -> bool:
+async def _postgres_ok(pool: asyncpg.Pool, timeout: float) -> bool:
     try:
-        async with asyncio.timeout(PROBE_TIMEOUT):
-            return bool(await pool.fetchval("SELECT 1") == 1)
+        return bool(await bounded(pool.fetchval("SELECT 1"), timeout) == 1)
     except Exception as exc:  # noqa: BLE001 -- any failure means not ready; the probe must not raise
         log.debug("postgres probe failed: %r", exc)
         return False
 
 
 async def readyz(call: Call) -> Any:
-    """Readiness: NATS connected, PostgreSQL answers SELECT 1, the gateway's tables and pool view are ready."""
+    """Readiness: NATS connected, PostgreSQL answers SELECT 1, the gateway's tables and pool view are ready;
+    ``details`` names the state of each dependency."""
     app = call.app
     problems = []
+    state = {"nats": "ok", "postgres": "ok", "pool_view": "ok"}
     if not app[NATS].is_connected:
         problems.append("NATS is not connected")
-    if not await _postgres_ok(app[PG_POOL]):
+        state["nats"] = "not connected"
+    db = app[DATABASE]
+    postgres_ok = await _postgres_ok(app[PG_POOL], min(PROBE_TIMEOUT, app[CONFIG].dependency_timeout_s))
+    db.mark(postgres_ok)
+    if not postgres_ok:
         problems.append("PostgreSQL does not answer")
-    elif not app[DATABASE].ready:
+        state["postgres"] = "not answering"
+    elif not db.ready:
         problems.append("the gateway's tables are not migrated yet")
+        state["postgres"] = "not migrated"
     if not app[POOL_READS].caught_up:
         problems.append("the pool view is still catching up")
+        state["pool_view"] = "catching up"
     if problems:
-        return error_response(503, "NOT_READY", "; ".join(problems))
+        return error_response(503, "NOT_READY", "; ".join(problems), details=state)
     return {"status": "ready"}
 
 
@@ -87,7 +96,7 @@ def _gauges(app: web.Application) -> list[tuple[str, str, str, dict[str, str], f
 async def metrics(call: Call) -> Any:
     """Prometheus text: from this machine without credentials, otherwise admin only."""
     who = call.principal
-    if not auth.is_loopback(auth.peer_ip(call.request)) and not (who is not None and who.is_admin):
+    if not auth.is_local(call.request) and not (who is not None and who.is_admin):
         if who is None:
             raise ApiError(401, "AUTH_REQUIRED", "metrics need the admin key when scraped from another machine")
         raise ApiError(403, "FORBIDDEN", "metrics need the admin role")

@@ -33,6 +33,7 @@ from services.gateway import (
     api_pool,
     api_usage,
     comfy_compat,
+    dependencies,
     openapi,
     repository,
 )
@@ -47,6 +48,7 @@ from services.gateway.live import LiveHub
 from services.gateway.metrics import Metrics, metrics_middleware
 from services.gateway.pool_client import PoolClient
 from services.gateway.pool_reads import PoolReads
+from services.gateway.proxy import proxy_middleware
 from services.gateway.ratelimit import Limiter
 from services.gateway.recorder import EventRecorder
 from services.gateway.resources import (
@@ -99,7 +101,7 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     js = nc.jetstream(timeout=10)
     app[JS] = js
     await streams.ensure_streams(js)
-    app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]))
+    app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]), connected=lambda: nc.is_connected)
     app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s, pool_id=cfg.pool_id)
     yield
     try:
@@ -130,11 +132,18 @@ async def _migrate(db: Database, admin: AccountAdmin) -> None:
 async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
     """A lazily connecting asyncpg pool: the gateway starts, and reports not ready, while PostgreSQL is down."""
     cfg = app[CONFIG]
-    pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=10, command_timeout=60)
+    # Connecting is bounded by the dependency timeout; a query by 10 s (a request stops waiting for it
+    # much sooner: see dependencies.py).
+    pool = await asyncpg.create_pool(cfg.database_url, min_size=0, max_size=10, timeout=cfg.dependency_timeout_s,
+                                     command_timeout=10)
     app[PG_POOL] = pool
     db = app[DATABASE] = Database(pool)
     ttl = timedelta(seconds=cfg.session_ttl_s)
-    admin = app[ACCOUNT_ADMIN] = AccountAdmin(pool, app[RECORDER], app[CLOCK], cfg.admin_key, ttl)
+    admin = app[ACCOUNT_ADMIN] = AccountAdmin(pool, app[RECORDER], app[CLOCK], cfg.admin_key, ttl,
+                                                scrypt_n=cfg.scrypt_n)
+    watchdog = asyncio.create_task(dependencies.watch(lambda: pool.fetchval("SELECT 1"), db.mark,
+                                                      timeout=cfg.dependency_timeout_s), name="gateway-pg-watch")
+    db.tasks.add(watchdog)
     try:
         await asyncio.wait_for(_migrate(db, admin), 5)
     except TimeoutError:
@@ -142,7 +151,8 @@ async def pg_ctx(app: web.Application) -> AsyncIterator[None]:
         db.tasks.add(task)
         task.add_done_callback(db.tasks.discard)
     app[ACCOUNTS] = Accounts(pool, app[RECORDER], app[CLOCK], ttl,
-                             login_fingerprint_key=(cfg.admin_key or "stoker-login").encode())
+                             login_fingerprint_key=(cfg.admin_key or "stoker-login").encode(),
+                             scrypt_n=cfg.scrypt_n, max_tokens=cfg.max_tokens_per_user)
     yield
     for task in list(db.tasks):
         task.cancel()
@@ -170,7 +180,8 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     """Build the gateway app from a configuration mapping."""
     config = GatewayConfig.from_mapping(env)
     metrics_registry = Metrics()
-    app = web.Application(middlewares=[trace_middleware("gateway", skip=_is_websocket),
+    app = web.Application(middlewares=[proxy_middleware(config.trusted_proxies),
+                                       trace_middleware("gateway", skip=_is_websocket),
                                        security_middleware(config.cors_origins), metrics_middleware(metrics_registry),
                                        error_middleware], client_max_size=1024 * 1024)
     app[CONFIG] = config
@@ -178,7 +189,8 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[METRICS] = metrics_registry
     app[HUB] = LiveHub()
     app[AUDIT] = AuditAccess(config.audit_env)
-    app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate))
+    app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate),
+                         account=Limiter(config.account_rate))
     app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx, gen_ctx])
     app.on_shutdown.append(_close_live)
     operations: list[Operation] = []

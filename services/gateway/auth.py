@@ -15,8 +15,10 @@ from aiohttp import web
 
 from services.audit.chain import fingerprint
 from services.gateway import repository
+from services.gateway.dependencies import Unavailable
 from services.gateway.errors import ApiError
 from services.gateway.passwords import is_token_shaped, token_digest
+from services.gateway.proxy import CLIENT
 
 Role = Literal["user", "admin"]
 Via = Literal["admin_key", "token", "session"]
@@ -65,12 +67,26 @@ def builtin_admin_id(admin_key: str) -> str:
 
 
 def peer_ip(request: web.Request) -> str:
-    """The TCP peer's address (never a header: headers are the client's to forge)."""
+    """The client's address: the TCP peer's, or what a trusted proxy says it is (never another header)."""
+    if CLIENT in request:
+        return request[CLIENT].ip
     transport = request.transport
     peer = transport.get_extra_info("peername") if transport is not None else None
     if isinstance(peer, tuple) and peer:
         return str(peer[0])
     return "unknown"
+
+
+def is_local(request: web.Request) -> bool:
+    """Whether the client is this machine: a loopback address that no untrusted proxy forwarded for.
+
+    A reverse proxy on the same host connects from loopback; unless it is a configured trusted
+    proxy (then the client is whoever it names), its forwarding headers give it away and it gets
+    no "this machine" privileges.
+    """
+    if CLIENT in request and request[CLIENT].untrusted_forwarding:
+        return False
+    return is_loopback(peer_ip(request))
 
 
 def is_loopback(address: str) -> bool:
@@ -103,11 +119,13 @@ def bearer_token(request: web.Request) -> str | None:
 
 
 async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Pool,
-                       clock: Callable[[], datetime]) -> Principal | None:
-    """The caller, None when no credential was sent; 401 when one was sent and is not valid."""
+                       clock: Callable[[], datetime], available: Callable[[], bool] = lambda: True) -> Principal | None:
+    """The caller, None when no credential was sent; 401 when one was sent and is not valid;
+    Unavailable when a token must be looked up and the database is known not to answer."""
     presented = request.headers.get(ADMIN_HEADER)
     if presented is not None:
-        if admin_key and hmac.compare_digest(presented.encode(), admin_key.encode()):
+        # surrogateescape: a header with bytes that are not UTF-8 simply does not match
+        if admin_key and hmac.compare_digest(presented.encode("utf-8", "surrogateescape"), admin_key.encode()):
             return Principal(role="admin", actor=admin_actor(admin_key), via="admin_key",
                              user_id=builtin_admin_id(admin_key))
         raise _unauthorized("invalid admin key")
@@ -116,6 +134,8 @@ async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Po
         return None
     if not is_token_shaped(token):
         raise _unauthorized("invalid or expired token")
+    if not available():
+        raise Unavailable("postgres")
     async with pool.acquire() as conn:
         row = await repository.bearer(conn, token_digest(token), clock())
     if row is None:
@@ -125,15 +145,31 @@ async def authenticate(request: web.Request, *, admin_key: str, pool: asyncpg.Po
                      username=row["username"], credential_id=row["id"])
 
 
-def check_cookie_origin(request: web.Request, allowed: tuple[str, ...]) -> None:
-    """Refuse cross-site state changes riding on the session cookie (CSRF), beyond SameSite=Strict."""
-    if request.method in ("GET", "HEAD", "OPTIONS") or "Authorization" in request.headers:
+def by_cookie(request: web.Request) -> bool:
+    """Whether the request's credential is the session cookie (no header, no ``?token=``, no admin key)."""
+    if ADMIN_HEADER in request.headers or "Authorization" in request.headers:
+        return False
+    if request.path.startswith(QUERY_TOKEN_PREFIX) and request.query.get("token"):
+        return False
+    return SESSION_COOKIE in request.cookies
+
+
+def check_cookie_origin(request: web.Request, allowed: tuple[str, ...], *, reads_too: bool = False) -> None:
+    """Refuse cross-site state changes riding on the session cookie (CSRF), beyond SameSite=Strict.
+
+    ``reads_too``: also for GET (a WebSocket or an event stream, which a foreign page could open with
+    the visitor's cookie and read).
+    """
+    if request.method in ("GET", "HEAD", "OPTIONS") and not reads_too:
         return
-    if SESSION_COOKIE not in request.cookies:
+    if not by_cookie(request):
         return
     origin = request.headers.get("Origin")
     if origin is None:
         return
     own = f"{request.scheme}://{request.host}"
     if origin != own and origin not in allowed:
-        raise ApiError(403, "FORBIDDEN", "cross-origin request with a session cookie refused")
+        hint = ""
+        if origin.partition("://")[2] == request.host:  # same host, other scheme: a TLS proxy nobody declared
+            hint = " (behind a TLS-terminating proxy? list it in STOKER_TRUSTED_PROXIES)"
+        raise ApiError(403, "FORBIDDEN", "cross-origin request with a session cookie refused" + hint)

@@ -21,10 +21,11 @@ from nats.js import JetStreamContext
 
 from libs.events import codec, subjects
 from services.gateway import comfy_shapes as shapes
+from services.gateway.auth import check_cookie_origin
 from services.gateway.errors import ApiError
 from services.gateway.gen_reads import GenReads
 from services.gateway.live import CLOSE, RESYNC, Message
-from services.gateway.resources import COMFY_CLIENTS, GEN_READS, HUB, JS
+from services.gateway.resources import COMFY_CLIENTS, CONFIG, GEN_READS, HUB, JS
 from services.gateway.routing import Call
 from services.generation.domain import Job
 
@@ -128,6 +129,7 @@ class Session:
 async def websocket(call: Call) -> Any:
     """ComfyUI's socket: ``status`` first, then the frames of the caller's prompts posted with this ``clientId``."""
     request = call.request
+    check_cookie_origin(request, call.app[CONFIG].cors_origins, reads_too=True)  # no foreign page with our cookie
     ws = web.WebSocketResponse(heartbeat=HEARTBEAT_S, max_msg_size=64 * 1024)
     if not ws.can_prepare(request).ok:
         raise ApiError(400, "BAD_REQUEST", "this is a WebSocket endpoint: connect with an Upgrade request")
@@ -172,7 +174,7 @@ async def _read(ws: web.WebSocketResponse) -> None:
             continue
         try:
             data = codec.loads(msg.data.encode())
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deep: ignored like any other message
             continue
         if isinstance(data, dict) and data.get("type") == "feature_flags":
             await ws.send_str(codec.encode(shapes.frame("feature_flags", FEATURES)).decode())

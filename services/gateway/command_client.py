@@ -45,6 +45,8 @@ class CommandClient:
     async def send(self, subject: str, request: Any, timeout: float | None = None) -> Any:
         """Send one message; its result, or ApiError with the service's code mapped to an HTTP status."""
         subject = subjects.scoped(subject, self._pool_id)
+        if not self._nc.is_connected:  # a request now would wait out its whole timeout in the reconnect buffer
+            raise self._unavailable(f"cannot reach the {self.service} service: NATS is unavailable")
         try:
             msg = await self._nc.request(subject, codec.encode(request), timeout=timeout or self._timeout,
                                          headers=tracing.inject())

@@ -29,6 +29,7 @@ from libs.events import generation as ev
 from libs.events.ids import is_subject_token
 from libs.events.projector import Projection, Projector
 from services.gateway import usage as u
+from services.gateway.dependencies import Unavailable
 from services.gateway.gen_views import loras
 from services.gateway.gen_client import GenClient
 from services.gateway.resources import (
@@ -144,6 +145,8 @@ class GenReads:
         """``job``, waiting (bounded) for the projection to catch up when it does not know the job yet."""
         job = self.job(job_id, user_id)
         if job is None and job_id not in self.jobs.jobs:
+            if not self._nc.is_connected:
+                raise Unavailable("nats")  # it may exist: the view cannot catch up while NATS is away
             await self.settle()
             job = self.job(job_id, user_id)
         return job

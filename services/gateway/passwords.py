@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
+import re
 import secrets
+from pathlib import Path
 
-# RFC 7914 interactive parameters: 16 MiB and ~50 ms per hash on a laptop core.
-SCRYPT_N = 2**14
+# OWASP's password storage guidance for scrypt: N=2^17, r=8, p=1 (128 MiB per hash; hashes made
+# with a lower cost are upgraded at the next sign-in).
+SCRYPT_N = 2**17
 SCRYPT_R = 8
 SCRYPT_P = 1
 SCRYPT_LEN = 32
@@ -38,6 +42,15 @@ def hash_password(password: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int
     return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
 
 
+def needs_rehash(stored: str, *, n: int = SCRYPT_N, r: int = SCRYPT_R, p: int = SCRYPT_P) -> bool:
+    """Whether a stored hash was made with a lower cost than today's (so it is replaced at sign-in)."""
+    try:
+        scheme, sn, sr, sp, _, _ = stored.split("$")
+        return scheme != "scrypt" or int(sn) < n or int(sr) < r or int(sp) < p
+    except ValueError:
+        return True
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether ``password`` matches a stored hash (constant-time compare; False for malformed hashes)."""
     try:
@@ -51,8 +64,25 @@ def verify_password(password: str, stored: str) -> bool:
     return hmac.compare_digest(actual, expected)
 
 
-# A hash of a random password: checked for unknown usernames so a miss costs as much as a hit.
-DUMMY_HASH = hash_password(secrets.token_urlsafe(16), n=SCRYPT_N)
+@functools.lru_cache(maxsize=4)
+def dummy_hash(n: int = SCRYPT_N) -> str:
+    """A hash of a random password: checked for unknown usernames so a miss costs as much as a hit."""
+    return hash_password(secrets.token_urlsafe(16), n=n)
+
+
+COMMON_PASSWORDS_FILE = Path(__file__).with_name("common_passwords.txt")
+
+
+@functools.lru_cache(maxsize=1)
+def _common() -> frozenset[str]:
+    lines = COMMON_PASSWORDS_FILE.read_text().splitlines()
+    return frozenset(line.strip().lower() for line in lines if line.strip() and not line.startswith("#"))
+
+
+def is_common(password: str, username: str = "") -> bool:
+    """Whether a password is on the shipped list of the most common ones (or is the username itself)."""
+    lowered = password.strip().lower()
+    return lowered in _common() or (bool(username) and lowered == username.strip().lower())
 
 
 def new_token(prefix: str) -> str:
@@ -70,7 +100,11 @@ def token_fingerprint(token: str) -> str:
     return hashlib.sha256(b"stoker-token-fp:" + token.encode()).hexdigest()[:16]
 
 
+TOKEN_BODY = re.compile(r"^[A-Za-z0-9_\-]{20,100}$")  # what secrets.token_urlsafe makes
+
+
 def is_token_shaped(value: str) -> bool:
-    """Cheap check before a database lookup: one of our prefixes and a plausible length."""
+    """Cheap check before a database lookup: one of our prefixes, a plausible length, URL-safe characters only
+    (so a stray byte in a header is refused here, never encoded)."""
     prefix, _, rest = value.partition("_")
-    return prefix in (API_TOKEN_PREFIX, SESSION_PREFIX) and 20 <= len(rest) <= 100
+    return prefix in (API_TOKEN_PREFIX, SESSION_PREFIX) and TOKEN_BODY.match(rest) is not None

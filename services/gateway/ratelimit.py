@@ -30,24 +30,40 @@ class Limiter:
         """False when the limit is off."""
         return self.rate.count > 0
 
-    def hit(self, key: str, cost: float = 1.0) -> float:
-        """Take ``cost`` from ``key``'s bucket; 0.0 if allowed, else the seconds until it would be."""
-        if not self.enabled:
-            return 0.0
+    def _level(self, key: str, now: float) -> float:
         capacity = float(self.rate.count)
-        per_second = capacity / self.rate.per_s
-        now = self._clock()
         tokens, at = self._buckets.pop(key, (capacity, now))
-        tokens = min(capacity, tokens + (now - at) * per_second)
-        if tokens >= cost:
-            self._buckets[key] = (tokens - cost, now)
-            wait = 0.0
-        else:
-            self._buckets[key] = (tokens, now)
-            wait = (cost - tokens) / per_second
+        return min(capacity, tokens + (now - at) * capacity / self.rate.per_s)
+
+    def _store(self, key: str, tokens: float, now: float) -> None:
+        self._buckets[key] = (tokens, now)
         while len(self._buckets) > self._max_keys:
             self._buckets.popitem(last=False)
-        return wait
+
+    def hit(self, key: str, cost: float = 1.0) -> float:
+        """Take ``cost`` from ``key``'s bucket; 0.0 if allowed, else the seconds until it would be."""
+        return self.hit_all((key,), cost)
+
+    def hit_all(self, keys: tuple[str, ...] | list[str], cost: float = 1.0) -> float:
+        """Take ``cost`` from every bucket of ``keys`` if each has it (else from none); 0.0 if taken, else
+        the seconds until all would have it."""
+        if not self.enabled or not keys:
+            return 0.0
+        now = self._clock()
+        levels = {key: self._level(key, now) for key in keys}
+        wait = max((cost - tokens) * self.rate.per_s / self.rate.count for tokens in levels.values())
+        allowed = wait <= 0
+        for key, tokens in levels.items():
+            self._store(key, tokens - cost if allowed else tokens, now)
+        return 0.0 if allowed else wait
+
+    def refund(self, keys: tuple[str, ...] | list[str], cost: float = 1.0) -> None:
+        """Give back what ``hit_all`` took (the attempt turned out not to count, e.g. a successful sign-in)."""
+        if not self.enabled:
+            return
+        now = self._clock()
+        for key in keys:
+            self._store(key, min(float(self.rate.count), self._level(key, now) + cost), now)
 
 
 def retry_after(wait_s: float) -> str:

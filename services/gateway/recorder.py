@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -20,6 +20,7 @@ from libs.events import (
 from libs.events.base import Event
 from libs.events.ids import new_id
 from libs.events.store import EventStore
+from services.gateway.dependencies import Unavailable
 
 ATTEMPTS = 8
 
@@ -31,9 +32,10 @@ class EventRecorder:
     stale view), so the position is read cheaply from the subject's last message.
     """
 
-    def __init__(self, js: JetStreamContext, store: EventStore) -> None:
+    def __init__(self, js: JetStreamContext, store: EventStore, connected: Callable[[], bool] = lambda: True) -> None:
         self._js = js
         self._store = store
+        self._connected = connected
 
     async def position(self, aggregate: Aggregate) -> Position:
         """Version and stream sequence of the aggregate's last event (NEW when it has none)."""
@@ -47,6 +49,8 @@ class EventRecorder:
 
     async def record(self, aggregate: Aggregate, events: Sequence[Event], meta: Metadata) -> list[Recorded]:
         """Append ``events`` to ``aggregate`` (atomically), retrying if another writer got there first."""
+        if not self._connected():
+            raise Unavailable("nats")  # at once, rather than after the JetStream timeout
         ids = [new_id() for _ in events]  # the same ids on every attempt: a resent event is stored once
         for attempt in range(ATTEMPTS):
             position = await self.position(aggregate)

@@ -48,9 +48,24 @@ async def user_for_login(conn: asyncpg.Connection, username: str) -> asyncpg.Rec
                                "WHERE u.username = $1 AND NOT u.disabled", username)
 
 
-async def user_by_id(conn: asyncpg.Connection, user_id: str) -> asyncpg.Record | None:
-    """An account by id (without its password hash)."""
-    return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM gateway.users u WHERE u.id = $1", user_id)
+async def user_by_id(conn: asyncpg.Connection, user_id: str, *, lock: bool = False) -> asyncpg.Record | None:
+    """An account by id (without its password hash); ``lock``: hold its row until the transaction ends."""
+    return await conn.fetchrow(f"SELECT {USER_COLUMNS} FROM gateway.users u WHERE u.id = $1"
+                               + (" FOR UPDATE" if lock else ""), user_id)
+
+
+async def replace_password_hash(conn: asyncpg.Connection, user_id: str, old: str, new: str) -> bool:
+    """Swap a password hash for a stronger one of the same password, unless it changed meanwhile."""
+    done = await conn.execute("UPDATE gateway.users SET password_hash = $3 WHERE id = $1 AND password_hash = $2",
+                              user_id, old, new)
+    return bool(done.endswith(" 1"))
+
+
+async def count_live_tokens(conn: asyncpg.Connection, user_id: str, now: datetime) -> int:
+    """How many API tokens of an account are live (not revoked, not expired)."""
+    count = await conn.fetchval("SELECT count(*) FROM gateway.tokens WHERE user_id = $1 AND kind = 'api' "
+                                "AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)", user_id, now)
+    return int(count or 0)
 
 
 async def insert_token(conn: asyncpg.Connection, *, token_id: str, user_id: str, kind: str, name: str,

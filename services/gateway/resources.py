@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -12,7 +13,7 @@ from aiohttp import web
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
-from services.gateway.config import GatewayConfig
+from services.gateway.config import GatewayConfig, Rate
 from services.gateway.ratelimit import Limiter
 
 if TYPE_CHECKING:
@@ -31,23 +32,36 @@ if TYPE_CHECKING:
     from services.gateway.routing import Operation
 
 Clock = Callable[[], datetime]
+log = logging.getLogger("stoker.gateway")
 
 
 @dataclass
 class Limits:
-    """The rate limiters: the API's (per credential, or per IP when anonymous) and sign-in's (per IP)."""
+    """The rate limiters: the API's (per credential, or per IP when anonymous), per account (all its
+    credentials together) and sign-in's (failures, per IP and per account named)."""
 
     api: Limiter
     login: Limiter
+    account: Limiter = field(default_factory=lambda: Limiter(Rate(0, 1.0)))
+    pending: set[Any] = field(default_factory=set)  # background records of refusals
 
 
 @dataclass
 class Database:
-    """PostgreSQL for the gateway's own tables: ``ready`` once its migrations are applied."""
+    """PostgreSQL for the gateway's own tables: ``ready`` once its migrations are applied; ``healthy``
+    while it answers (a watchdog and every bounded call keep it current)."""
 
     pool: asyncpg.Pool
     ready: bool = False
     tasks: set[Any] = field(default_factory=set)
+    healthy: bool = True
+
+    def mark(self, healthy: bool) -> None:
+        """Record whether PostgreSQL answers (logged when it changes)."""
+        if healthy != self.healthy:
+            log.warning("PostgreSQL %s",
+                        "answers again" if healthy else "does not answer: requests that need it get 503")
+        self.healthy = healthy
 
 
 CORRELATION_ID = web.RequestKey("correlation_id", str)

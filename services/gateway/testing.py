@@ -35,7 +35,8 @@ def gateway_env(nats_url: str, database_url: str, **overrides: str) -> dict[str,
     """A test configuration: a good admin key, limits off unless overridden."""
     env = {"NATS_URL": nats_url, "DATABASE_URL": database_url, "STOKER_ADMIN_KEY": ADMIN_KEY,
            "STOKER_POOL_ID": unique_pool_id(), "STOKER_RATE_LIMIT_API": "off", "STOKER_RATE_LIMIT_LOGIN": "off",
-           "STOKER_POOL_TIMEOUT_S": "5"}
+           "STOKER_POOL_TIMEOUT_S": "5",
+           "STOKER_SCRYPT_N": "16384"}  # tests make many accounts: the lowest cost allowed (production: 2^17)
     env.update(overrides)
     return env
 

@@ -91,8 +91,13 @@ class ResetRequest(Request, kw_only=True, forbid_unknown_fields=True):
     reason: str = ""
 
 
+# Model sources whose tokens may be set like a provider key, and the variable rented machines get them in.
+MODEL_TOKEN_ENV = {"huggingface": "HF_TOKEN", "civitai": "CIVITAI_TOKEN"}
+
+
 class SetProviderKeyRequest(Request, kw_only=True, forbid_unknown_fields=True):
-    """Replace the provider API key at runtime (core NATS only: never stored, never logged)."""
+    """Replace the provider API key, or a model source's token (``provider`` "huggingface" or "civitai"),
+    at runtime (core NATS only: never stored, never logged)."""
 
     provider: str = "vastai"
     api_key: str

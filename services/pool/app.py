@@ -142,6 +142,11 @@ class PoolService:
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
 
     async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
+        if req.provider in api.MODEL_TOKEN_ENV:  # a model source's token, for the machines rented from now on
+            logs.redact(req.api_key)
+            self.reconciler.set_model_token(api.MODEL_TOKEN_ENV[req.provider], req.api_key)
+            log.info("model token for %s was replaced at runtime by %s", req.provider, req.actor)
+            return {"provider": req.provider, "updated": True}
         if req.provider != self.provider.name and not (req.provider == "vastai" and self.provider.name == "sim"):
             raise PoolError(f"this pool uses provider {self.provider.name!r}, not {req.provider!r}",
                             "VALIDATION_FAILED")

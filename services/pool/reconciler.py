@@ -28,6 +28,22 @@ log = logging.getLogger(__name__)
 SYSTEM = Metadata(actor="pool")
 
 
+# Other names people use for the model tokens (the seed's HUGGINGFACE_HUB_TOKEN among them).
+MODEL_TOKEN_ALIASES = {"HF_TOKEN": ("HUGGINGFACE_HUB_TOKEN", "HUGGING_FACE_HUB_TOKEN"),
+                       "CIVITAI_TOKEN": ("CIVITAI_API_TOKEN",)}
+
+
+def with_token_aliases(secrets: Mapping[str, str]) -> dict[str, str]:
+    """``secrets`` with each model token also under its canonical name when only an alias is set."""
+    out = dict(secrets)
+    for name, aliases in MODEL_TOKEN_ALIASES.items():
+        if not out.get(name):
+            found = next((out[a] for a in aliases if out.get(a)), None)
+            if found:
+                out[name] = found
+    return out
+
+
 def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
     """Environment of a new instance: the template's model URLs and the tokens it names."""
     out = {name: secrets[name] for name in template.token_env if name in INSTANCE_TOKEN_ENV and secrets.get(name)}
@@ -52,6 +68,10 @@ class Reconciler:
         setter(key)
         return True
 
+    def set_model_token(self, name: str, value: str) -> None:
+        """Replace a model download token (``HF_TOKEN``, ``CIVITAI_TOKEN``) for instances rented from now on."""
+        self._secrets[name] = value
+
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
                  secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None) -> None:
@@ -61,7 +81,7 @@ class Reconciler:
         self.probe = probe
         self.clock = clock
         self.settings = settings
-        self._secrets = dict(secrets or {})  # model tokens, by env name: only ever sent to the provider
+        self._secrets = with_token_aliases(secrets or {})  # model tokens, by env name: only ever sent to the provider
         self.in_flight: set[str] = set()
         self._next_probe: dict[str, tuple[float, float]] = {}  # instance id -> (monotonic due, backoff)
         self.passes = 0

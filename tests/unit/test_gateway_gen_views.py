@@ -252,6 +252,7 @@ def test_generation_bodies_take_template_parameters_as_fields() -> None:
 class FakeNats:
     def __init__(self, reply: api.Reply | None = None, error: Exception | None = None) -> None:
         self.reply, self.error, self.sent = reply, error, []
+        self.is_connected = True
 
     async def request(self, subject: str, data: bytes, timeout: float, headers: Any = None) -> Any:
         self.sent.append((subject, data))

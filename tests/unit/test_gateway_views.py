@@ -106,6 +106,7 @@ class FakeNats:
 
     def __init__(self, reply: api.Reply | None = None, error: Exception | None = None) -> None:
         self.reply, self.error, self.sent = reply, error, []
+        self.is_connected = True
 
     async def request(self, subject: str, data: bytes, timeout: float, headers: Any = None) -> Any:
         self.sent.append((subject, data))
@@ -138,3 +139,12 @@ async def test_pool_results_pass_through() -> None:
     assert await PoolClient(fake).send(api.SAFE_MODE, api.SafeModeRequest(enabled=True, actor="admin:x")) == {  # type: ignore[arg-type]
         "safe_mode": True}
     assert fake.sent[0][0] == "cmd.pool.default.safe_mode" and b'"actor":"admin:x"' in fake.sent[0][1]
+
+
+async def test_a_disconnected_bus_is_503_at_once() -> None:
+    nc = FakeNats(api.Reply(ok=True, result={}))
+    nc.is_connected = False
+    client = PoolClient(nc, timeout=30)  # type: ignore[arg-type]
+    with pytest.raises(ApiError) as err:
+        await client.send(api.STATUS, api.StatusRequest())
+    assert err.value.status == 503 and "NATS" in err.value.message and nc.sent == []

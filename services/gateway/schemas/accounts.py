@@ -113,13 +113,20 @@ class RevokeResult(msgspec.Struct, kw_only=True):
 
 # --- provider keys ------------------------------------------------------------------------
 
-class ProviderKeysBody(Checked, kw_only=True, forbid_unknown_fields=True):
-    """Provider API keys to use from now on (kept in the pool's memory; never stored in events or logs)."""
+Key = Annotated[str, Meta(min_length=8, max_length=512, pattern=r"^[!-~]+$")]
 
-    vastai_api_key: Annotated[str, Meta(min_length=8, max_length=512, pattern=r"^[!-~]+$")]
+
+class ProviderKeysBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Provider API keys and model tokens to use from now on (kept in the pool's memory; never stored in
+    events or logs). At least one; the model tokens reach machines rented from now on."""
+
+    vastai_api_key: Key | None = None
+    hf_token: Key | None = None
+    civitai_token: Key | None = None
 
     def __repr__(self) -> str:
-        return "ProviderKeysBody(vastai_api_key=<redacted>)"
+        given = [name for name in ("vastai_api_key", "hf_token", "civitai_token") if getattr(self, name)]
+        return f"ProviderKeysBody({', '.join(f'{n}=<redacted>' for n in given)})"
 
 
 class ProviderKeysResult(msgspec.Struct, kw_only=True):
