@@ -138,7 +138,7 @@ class Commands:
         events = decide_terminate(inst, "admin", req.reason)
         await self.writer.instance(inst.id, events, inst.position, meta_of(req))
         if events and inst.provider_id:
-            await self.reconciler._destroy_id(inst.provider_id)
+            await self.reconciler._destroy(inst)
         return {"terminating": bool(events)}
 
     async def configure(self, req: api.ConfigureRequest) -> dict[str, Any]:

@@ -36,6 +36,10 @@ def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> d
     return out
 
 
+def _reason(inst: Instance) -> ev.TerminationReason:
+    return inst.terminate_reason or "admin"  # type: ignore[return-value]
+
+
 def rental_id(pool_id: str, key: str) -> str:
     """The instance aggregate id for a rent with this idempotency key (same key, same id)."""
     return "r" + hashlib.sha256(f"{pool_id}\x00{key}".encode()).hexdigest()[:24]
@@ -111,17 +115,29 @@ class Reconciler:
         event = ev.OrphanFound(pool_id=pool_id, provider=self.provider.name, provider_id=p.provider_id,
                                label=p.label or "", dph=p.dph)
         await self._safe(self.writer.instance(instance_id, [event], existing.position if existing else NEW, SYSTEM))
-        await self._destroy_id(p.provider_id)
+        if await self._destroy_id(p.provider_id):
+            await self._confirmed_gone(instance_id, p.provider_id)
 
     async def _destroy(self, inst: Instance) -> None:
-        if inst.provider_id:
-            await self._destroy_id(inst.provider_id)
+        if inst.provider_id and await self._destroy_id(inst.provider_id):
+            await self._confirmed_gone(inst.id, inst.provider_id)
 
-    async def _destroy_id(self, provider_id: str) -> None:
+    async def _destroy_id(self, provider_id: str) -> bool:
+        """Send the destroy; True when the provider answered the instance is already gone."""
         try:
-            await self.provider.destroy_instance(provider_id)
+            return await self.provider.destroy_instance(provider_id) is True
         except ProviderError as exc:
             log.warning("destroy of %s failed (%s); retrying next pass", provider_id, exc)
+            return False
+
+    async def _confirmed_gone(self, instance_id: str, provider_id: str) -> None:
+        """The provider said "already gone" to a destroy: one such answer confirms the termination."""
+        inst = self.writer.view.instances.get(instance_id)
+        if inst is None or inst.phase != "terminating" or inst.provider_id != provider_id:
+            return
+        await self._safe(self.writer.instance(inst.id, [ev.Terminated(
+            pool_id=inst.pool_id, reason=_reason(inst), provider_id=provider_id,
+            detail="the provider answered that it is already gone")], inst.position, SYSTEM))
 
     async def _confirm_gone(self, inst: Instance) -> None:
         """Terminated only once the provider itself says the instance is gone."""
