@@ -19,7 +19,7 @@ from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
 from .metrics import PoolMetrics
-from .policy import validate_config
+from .policy import parse_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
 
@@ -145,11 +145,7 @@ class Commands:
         """Apply a partial configuration update."""
         view = self.writer.view
         merged = merge(msgspec.to_builtins(view.config), req.changes)
-        try:
-            cfg = msgspec.convert(merged, ev.PoolConfig, strict=False)
-        except msgspec.ValidationError as exc:
-            raise PoolError(f"invalid configuration: {exc}", "VALIDATION_FAILED") from None
-        validate_config(cfg)
+        cfg = parse_config(merged)
         await self.writer.config([ev.PoolConfigured(pool_id=view.pool_id, config=cfg)], meta_of(req))
         return msgspec.to_builtins(cfg)
 
