@@ -129,6 +129,32 @@ class PoolReset(Event, frozen=True, kw_only=True):
     reason: str = ""
 
 
+class PoolProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that keeps the pool from doing what it is configured to do, shown in the pool summary.
+
+    ``code`` is stable (e.g. ``hosts_avoided``, ``no_offers``); ``since`` is when it was first raised.
+    """
+
+    code: str
+    message: str
+    since: datetime
+
+
+class ProblemRaised(Event, frozen=True, kw_only=True):
+    """The pool found a problem (raising a code again updates its message and keeps its ``since``)."""
+
+    pool_id: str
+    code: str
+    message: str
+
+
+class ProblemCleared(Event, frozen=True, kw_only=True):
+    """A problem went away."""
+
+    pool_id: str
+    code: str
+
+
 class PrewarmRequested(Event, frozen=True, kw_only=True):
     """An operator asked for instances beyond the desired size, now."""
 
@@ -255,7 +281,7 @@ class OrphanFound(Event, frozen=True, kw_only=True):
 
 
 PoolEvent = (
-    PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
+    PoolConfigured | SafeModeChanged | PoolReset | ProblemRaised | ProblemCleared | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
     | OrphanFound

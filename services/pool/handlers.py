@@ -198,5 +198,6 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
         "spend_rate_dph": round(v.spend_rate(view), 6), "spend_today": round(v.spend_today(view, now), 6),
         "cost_by_state": v.cost_by_state(view, now),
         "avoided_hosts": sorted({p.host_id for p in view.penalties.values() if p.until > now}),
+        "problems": [msgspec.to_builtins(p) for p in sorted(view.problems.values(), key=lambda p: p.since)],
         "seq": view.seq,
     }

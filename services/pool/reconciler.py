@@ -20,7 +20,7 @@ from .metrics import PoolMetrics
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
-from .reputation import avoided_hosts
+from .reputation import avoided_hosts, severity
 from .status import label_for
 from .writer import PoolWriter
 
@@ -99,6 +99,29 @@ class Reconciler:
                              *(self._probe(i) for i in plan.probe))
         if plan.rent:
             await self.rent(plan.rent, key=f"reconcile:{view.seq}", meta=SYSTEM)
+        elif not plan.config_events:
+            await self._settled()
+
+    async def _settled(self) -> None:
+        """Nothing to rent: "no offers" no longer matters, and "hosts avoided" ends with the penalties."""
+        view = self.writer.view
+        avoided = avoided_hosts(view.penalties, self.clock())
+        on_avoided = any(i.offer and i.offer.host_id in avoided for i in v.live(view))
+        await self._problem("no_offers", None)
+        if not on_avoided:
+            await self._problem("hosts_avoided", None)
+
+    async def _problem(self, code: str, message: str | None) -> None:
+        """Raise (message) or clear (None) a pool problem; writes only a change."""
+        view = self.writer.view
+        current = view.problems.get(code)
+        if message is not None and (current is None or current.message != message):
+            log.warning("pool problem %s: %s", code, message)
+            await self._safe(self.writer.config([ev.ProblemRaised(pool_id=view.pool_id, code=code, message=message)],
+                                                SYSTEM))
+        elif message is None and current is not None:
+            log.info("pool problem %s cleared", code)
+            await self._safe(self.writer.config([ev.ProblemCleared(pool_id=view.pool_id, code=code)], SYSTEM))
 
     async def _safe(self, write: object) -> None:
         try:
@@ -186,16 +209,41 @@ class Reconciler:
         if not wanted or view.safe_mode:
             return ids
         used_machines = {i.offer.machine_id for i in v.live(view) if i.offer}
+        now = self.clock()
+        avoided = avoided_hosts(view.penalties, now)
+        limit = len(wanted) + len(used_machines) + 10
         try:
-            offers = await self.provider.search_offers(cfg.offer_filter, limit=len(wanted) + len(used_machines) + 10,
-                                                       exclude_hosts=avoided_hosts(view.penalties, self.clock()))
+            offers = await self.provider.search_offers(cfg.offer_filter, limit=limit, exclude_hosts=avoided)
+            offers = [o for o in offers if o.machine_id not in used_machines]
+            fallback: list[ev.Offer] = []
+            if len(offers) < len(wanted) and avoided:
+                found = await self.provider.search_offers(cfg.offer_filter, limit=limit + len(avoided))
+                fallback = sorted((o for o in found if o.host_id in avoided and o.machine_id not in used_machines),
+                                  key=lambda o: (severity(view.penalties, o.host_id, now), o.dph))
         except ProviderError as exc:
             log.warning("offer search failed: %s", exc)
             self.last_error = f"offer search failed: {exc}"
             return ids
-        offers = [o for o in offers if o.machine_id not in used_machines]
+        await self._report_offers(len(wanted), len(offers), fallback, avoided)
+        offers += fallback  # reputation alone never keeps the pool below its size: least penalised first
         await asyncio.gather(*(self._rent_one(instance_id, offers, meta) for instance_id in wanted))
         return ids
+
+    async def _report_offers(self, wanted: int, clean: int, fallback: list[ev.Offer], avoided: frozenset[str]) -> None:
+        """Say why the pool cannot rent (or rents from avoided hosts) instead of waiting silently."""
+        if clean >= wanted:
+            await self._problem("no_offers", None)
+            await self._problem("hosts_avoided", None)
+            return
+        if fallback:
+            await self._problem("no_offers", None)
+            await self._problem("hosts_avoided", (
+                f"every offer matching the filter is on a host the pool avoids after failures "
+                f"({len(avoided)} host(s) avoided); renting from the least penalised. "
+                f"Widen the offer filter, or reset the pool to forget the penalties"))
+        elif clean == 0:
+            await self._problem("no_offers", "no marketplace offer matches the offer filter; the pool cannot "
+                                             "reach its size (widen the filter: GPUs, price, disk, reliability)")
 
     async def _rent_one(self, instance_id: str, offers: list[ev.Offer], meta: Metadata) -> None:
         caps = self.writer.view.config.spend_caps

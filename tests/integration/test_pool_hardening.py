@@ -1,5 +1,6 @@
 """Pool hardening (issue 12): one "already gone" confirms a termination; avoided hosts never stall the pool silently."""
 
+import httpx
 import pytest
 
 from services.pool import api
@@ -38,3 +39,24 @@ async def test_one_already_gone_answer_confirms_a_termination(nc, js, monkeypatc
         passes = svc.reconciler.passes
         await eventually(lambda: svc.reconciler.passes >= passes + 3)
         assert provider.deletes[inst.provider_id] <= 2
+
+
+async def test_when_every_matching_host_is_avoided_the_pool_says_so_and_still_rents(nc, js):
+    async with pool_stack(nc, js, SimConfig(**FAST_SIM)) as (sim, [svc]):
+        only_4090 = {"offer_filter": {"gpu_names": ["RTX 4090"]}}  # two hosts on the simulated market
+        await svc.commands.configure(api.ConfigureRequest(changes=only_4090))
+        async with httpx.AsyncClient() as client:
+            await client.post(f"{sim.url}/_sim/faults", json={"extraction_failures": 2})
+        await svc.commands.configure(api.ConfigureRequest(changes={"desired_size": 1}))
+        # Both hosts fail once and are avoided; the pool neither stalls nor hides it.
+        await eventually(lambda: "hosts_avoided" in svc.view.problems, timeout=30)
+        problem = svc.view.problems["hosts_avoided"]
+        assert "avoid" in problem.message and problem.since is not None
+        status = await svc.commands.status(api.StatusRequest())
+        assert [p["code"] for p in status["problems"]] == ["hosts_avoided"]
+        ready = await eventually(lambda: next((i for i in svc.view.instances.values() if i.phase == "ready"), None),
+                                 timeout=30)
+        assert ready.offer.host_id in {p.host_id for p in svc.view.penalties.values()}
+        # A reset forgets the penalties, and with them the problem.
+        await svc.commands.reset(api.ResetRequest(reason="hosts are fine now"))
+        assert svc.view.penalties == {} and svc.view.problems == {}
