@@ -1,0 +1,30 @@
+"""The pool page says why the pool is not renting (issue 12 item 14): its problems, live."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.harness import PLAYWRIGHT_MISSING, Session, Stack, sign_in_with_admin_key
+
+expect = pytest.importorskip("playwright.async_api", reason=PLAYWRIGHT_MISSING, exc_type=ImportError).expect
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def test_a_pool_that_cannot_rent_says_why_on_its_page(stack: Stack, ui: Session) -> None:
+    page = ui.page
+    before = (await stack.admin("GET", "/api/v1/pool"))["config"]
+    await sign_in_with_admin_key(ui)
+    await expect(page.locator(".conn")).to_have_text("Live")
+    banner = page.locator("#pool-problems")
+    await expect(banner).to_be_hidden()
+    try:
+        await stack.admin("PUT", "/api/v1/pool/config", {"offer_filter": {"gpu_names": ["No Such GPU"]},
+                                                          "desired_size": 1}, expect=200)
+        await expect(banner).to_contain_text("no offers", timeout=20_000)  # pushed over SSE, no reload
+        await expect(banner).to_contain_text("widen the filter")
+        await ui.shot("pool-problem")
+    finally:
+        await stack.admin("PUT", "/api/v1/pool/config", {"offer_filter": {"gpu_names": before["offer_filter"]["gpu_names"]},
+                                                          "desired_size": before["desired_size"]}, expect=200)
+    await expect(banner).to_be_hidden(timeout=20_000)
