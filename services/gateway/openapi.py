@@ -21,8 +21,8 @@ SECURITY_SCHEMES = {
     "session": {"type": "apiKey", "in": "cookie", "name": "stoker_session",
                 "description": "The session cookie set by /api/v1/auth/login."},
 }
-COMMON_ERRORS = {400: "Malformed request (a request line or header over 8 KB: plain text from the HTTP server)", 401: "Authentication required or failed",
-                 403: "Not allowed for this caller", 422: "Validation failed", 429: "Rate limited"}
+COMMON_ERRORS = {400: "Malformed request (a request line or header over 8 KB: plain text from the HTTP server)",
+                 401: "Authentication required or failed", 403: "Not allowed for this caller", 422: "Validation failed", 429: "Rate limited"}
 
 
 def _schema_hook(t: type) -> dict[str, Any]:

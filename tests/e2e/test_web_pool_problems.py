@@ -25,6 +25,7 @@ async def test_a_pool_that_cannot_rent_says_why_on_its_page(stack: Stack, ui: Se
         await expect(banner).to_contain_text("widen the filter")
         await ui.shot("pool-problem")
     finally:
-        await stack.admin("PUT", "/api/v1/pool/config", {"offer_filter": {"gpu_names": before["offer_filter"]["gpu_names"]},
-                                                          "desired_size": before["desired_size"]}, expect=200)
+        restore = {"offer_filter": {"gpu_names": before["offer_filter"]["gpu_names"]},
+                   "desired_size": before["desired_size"]}
+        await stack.admin("PUT", "/api/v1/pool/config", restore, expect=200)
     await expect(banner).to_be_hidden(timeout=20_000)

@@ -1,4 +1,5 @@
-"""Quiet logs (issue 12 item 17): a NATS outage is a few lines, not a traceback per reconnect; errors name themselves."""
+"""Quiet logs (issue 12 item 17): a NATS outage is a few lines, not a traceback per reconnect; errors name
+themselves."""
 
 import asyncio
 import logging
