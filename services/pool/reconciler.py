@@ -237,8 +237,9 @@ class Reconciler:
             return
         if fallback:
             await self._problem("no_offers", None)
+            which = "every offer" if clean == 0 else f"all but {clean} of the offers"
             await self._problem("hosts_avoided", (
-                f"every offer matching the filter is on a host the pool avoids after failures "
+                f"{which} matching the filter are on hosts the pool avoids after failures "
                 f"({len(avoided)} host(s) avoided); renting from the least penalised. "
                 f"Widen the offer filter, or reset the pool to forget the penalties"))
         elif clean == 0:
