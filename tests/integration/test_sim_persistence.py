@@ -29,6 +29,7 @@ async def test_a_restarted_simulator_still_has_its_rentals_and_never_reuses_an_i
             assert status == 200
             await eventually(lambda: hosted(sim, kept), timeout=10)  # its ComfyUI host is running
             billed_before = sim.state().total_billed_usd
+            port_before = sim.market.instances[kept].host_port
         finally:
             await sim.close()
         assert path.exists()
@@ -39,7 +40,8 @@ async def test_a_restarted_simulator_still_has_its_rentals_and_never_reuses_an_i
             assert row is not None and row["id"] == kept and row["label"] == "pool-a"
             assert await show(session, sim, ended) is None  # still destroyed
             assert sim.state().total_billed_usd >= billed_before
-            await eventually(lambda: hosted(sim, kept), timeout=10)  # hosts come back too
+            await eventually(lambda: hosted(sim, kept), timeout=10)  # hosts come back too, on the same port
+            assert sim.market.instances[kept].host_port == port_before
             new = await create(session, sim, 2)
             assert new not in (kept, ended) and new > max(kept, ended)
         finally:

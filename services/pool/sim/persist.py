@@ -2,7 +2,9 @@
 
 ``stoker up`` runs the simulator with its data dir, so a restarted stack finds the instances it
 rented still there (not "provider lost") and a new rental never gets the id of an old one.
-Written atomically (temp file + rename) whenever the market changed.
+Written atomically (temp file + rename) whenever the market changed. Each rental's ComfyUI port is
+kept too: a restarted simulator starts the host on the same port when it is free, so the URL the
+pool recorded for a Ready instance keeps working.
 """
 
 from __future__ import annotations
@@ -40,14 +42,9 @@ def dump(market: Market) -> bytes:
     """The market's state as JSON."""
     saved = Saved(offers=list(market._offers.values()), hosts=list(market.hosts.values()),
                   taken=dict(market._taken), dead_machines=sorted(market._dead_machines),
-                  instances=[_without_port(i) for i in market.instances.values()], next_id=market._next_id,
+                  instances=list(market.instances.values()), next_id=market._next_id,
                   forced=market.forced)
     return msgspec.json.encode(saved)
-
-
-def _without_port(inst: Instance) -> Instance:
-    # The ComfyUI host's port belongs to this process; a restarted simulator starts hosts anew.
-    return msgspec.convert({**msgspec.to_builtins(inst), "host_port": None}, Instance)
 
 
 def restore(market: Market, data: bytes) -> None:

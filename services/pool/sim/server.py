@@ -61,7 +61,9 @@ class SimServer:
                          should_die=lambda: self.market.take_mid_job_death(iid),
                          on_die=lambda: self._host_died(iid),
                          log=lambda line: self.market.append_log(iid, line))
-        port = await host.start()
+        rental = self.market.instances.get(iid)
+        before = rental.host_port if rental is not None else None  # set after a restart: keep the URL
+        port = await host.start(port=before or 0)
         self.hosts[iid], self._host_specs[iid] = host, spec
         self.market.set_host_port(iid, port)
 
@@ -140,10 +142,10 @@ class SimServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.save()  # with the hosts' ports, which a restart reuses
         async with self._lock:
             for iid in list(self.hosts):
                 await self._stop_host(iid)
-        self.save()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
