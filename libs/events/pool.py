@@ -1,6 +1,6 @@
 """Pool context events: configuration and every step of a rented instance's life.
 
-Aggregates: ``ev.pool.config.<pool id>`` (configuration, safe mode, reset) and
+Aggregates: ``ev.pool.config.<pool id>`` (configuration, safe mode, reset, problems) and
 ``ev.pool.instance.<instance id>`` (one rental, from request to termination).
 """
 
