@@ -1,15 +1,16 @@
 """Pool context events: configuration and every step of a rented instance's life.
 
-Aggregates: ``ev.pool.config.<pool id>`` (configuration, safe mode, reset) and
+Aggregates: ``ev.pool.config.<pool id>`` (configuration, safe mode, reset, problems) and
 ``ev.pool.instance.<instance id>`` (one rental, from request to termination).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
+from msgspec import Meta
 
 from .base import Event
 
@@ -22,15 +23,28 @@ TerminationReason = Literal[
 ]
 FailureKind = Literal["extraction", "pull", "start", "probe_timeout", "vanished"]
 
+# Bounds of the configuration (checked where a configuration is parsed: the gateway and the pool).
+WEEK_S = 7 * 24 * 3600.0
+Name = Annotated[str, Meta(pattern=r"^[^\x00-\x1f\x7f]{1,128}$", description="1-128 characters, no control characters")]
+Word = Annotated[str, Meta(pattern=r"^[^\s\x00-\x1f\x7f]{1,2048}$", description="no spaces or control characters")]
+Script = Annotated[str, Meta(pattern=r"^[^\x00-\x08\x0b-\x1f\x7f]*$", max_length=8000,
+                             description="a shell command line (line breaks and tabs allowed)")]
+Dollars = Annotated[float, Meta(gt=0, le=100_000)]
+DiskGb = Annotated[float, Meta(gt=0, le=100_000)]
+Seconds = Annotated[float, Meta(gt=0, le=WEEK_S)]
+Size = Annotated[int, Meta(ge=0, le=1000)]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+EnvName = Annotated[str, Meta(pattern=r"^[A-Z_][A-Z0-9_]{0,63}$")]
+
 
 class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     """Which marketplace offers the pool may rent."""
 
-    gpu_names: tuple[str, ...] = ("RTX 4090", "RTX 3090", "L40S", "A100 SXM4")
-    max_dph: float = 1.0
-    min_disk_gb: float = 250.0
-    min_direct_ports: int = 2
-    min_reliability: float = 0.95
+    gpu_names: Annotated[tuple[Name, ...], Meta(max_length=64)] = ("RTX 4090", "RTX 3090", "L40S", "A100 SXM4")
+    max_dph: Dollars = 1.0
+    min_disk_gb: Annotated[float, Meta(ge=0, le=100_000)] = 250.0
+    min_direct_ports: Annotated[int, Meta(ge=0, le=64)] = 2
+    min_reliability: Annotated[float, Meta(ge=0, le=1)] = 0.95
     verified_only: bool = True
 
 
@@ -45,38 +59,40 @@ DEFAULT_MODELS = (
 class InstanceTemplate(msgspec.Struct, frozen=True, kw_only=True):
     """How an instance is launched. Model tokens are referenced by env name, never stored."""
 
-    image: str = "vastai/comfy:latest"
-    disk_gb: float = 250.0
-    ports: tuple[int, ...] = (8188, 22)
-    onstart: str = "bash /opt/stoker/start-comfyui.sh"
-    models: tuple[str, ...] = DEFAULT_MODELS  # model URLs (Hugging Face / Civitai) downloaded at start
-    token_env: tuple[str, ...] = ("HF_TOKEN", "CIVITAI_TOKEN")
+    image: Annotated[str, Meta(pattern=r"^[^\s\x00-\x1f\x7f]{1,512}$",
+                               description="a container image reference (no spaces)")] = "vastai/comfy:latest"
+    disk_gb: DiskGb = 250.0
+    ports: Annotated[tuple[Port, ...], Meta(max_length=32)] = (8188, 22)
+    onstart: Script = "bash /opt/stoker/start-comfyui.sh"
+    # model URLs (Hugging Face / Civitai) downloaded at start
+    models: Annotated[tuple[Word, ...], Meta(max_length=100)] = DEFAULT_MODELS
+    token_env: Annotated[tuple[EnvName, ...], Meta(max_length=16)] = ("HF_TOKEN", "CIVITAI_TOKEN")
 
 
 class Readiness(msgspec.Struct, frozen=True, kw_only=True):
     """When an instance counts as Ready."""
 
-    probe_timeout_s: float = 600.0
-    probe_initial_backoff_s: float = 2.0
-    probe_max_backoff_s: float = 30.0
-    required_models: tuple[str, ...] = (DEFAULT_CHECKPOINT,)  # Ready only once these are loaded
+    probe_timeout_s: Seconds = 600.0
+    probe_initial_backoff_s: Annotated[float, Meta(gt=0, le=3600)] = 2.0
+    probe_max_backoff_s: Annotated[float, Meta(gt=0, le=3600)] = 30.0
+    required_models: Annotated[tuple[Name, ...], Meta(max_length=100)] = (DEFAULT_CHECKPOINT,)  # Ready only once loaded
     warmup_workflow: dict[str, object] | None = None
 
 
 class SpendCaps(msgspec.Struct, frozen=True, kw_only=True):
     """Spend limits; reaching one forces safe mode. None = no cap."""
 
-    max_dph: float | None = None
-    max_per_day: float | None = None
+    max_dph: Dollars | None = None  # > 0: a cap of 0 or less would end every rental at once
+    max_per_day: Dollars | None = None
 
 
 class PoolConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The whole desired configuration of a pool."""
 
-    desired_size: int = 0
-    max_size: int = 4
-    idle_timeout_s: float = 900.0
-    lease_max_s: float = 1800.0
+    desired_size: Size = 0
+    max_size: Size = 4
+    idle_timeout_s: Seconds = 900.0
+    lease_max_s: Seconds = 1800.0
     offer_filter: OfferFilter = OfferFilter()
     template: InstanceTemplate = InstanceTemplate()
     readiness: Readiness = Readiness()
@@ -119,6 +135,32 @@ class PoolReset(Event, frozen=True, kw_only=True):
 
     pool_id: str
     reason: str = ""
+
+
+class PoolProblem(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that keeps the pool from doing what it is configured to do, shown in the pool summary.
+
+    ``code`` is stable (e.g. ``hosts_avoided``, ``no_offers``); ``since`` is when it was first raised.
+    """
+
+    code: str
+    message: str
+    since: datetime
+
+
+class ProblemRaised(Event, frozen=True, kw_only=True):
+    """The pool found a problem (raising a code again updates its message and keeps its ``since``)."""
+
+    pool_id: str
+    code: str
+    message: str
+
+
+class ProblemCleared(Event, frozen=True, kw_only=True):
+    """A problem went away."""
+
+    pool_id: str
+    code: str
 
 
 class PrewarmRequested(Event, frozen=True, kw_only=True):
@@ -247,7 +289,7 @@ class OrphanFound(Event, frozen=True, kw_only=True):
 
 
 PoolEvent = (
-    PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
+    PoolConfigured | SafeModeChanged | PoolReset | ProblemRaised | ProblemCleared | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
     | OrphanFound

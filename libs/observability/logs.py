@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TextIO
 from urllib.parse import unquote, urlsplit
@@ -170,3 +171,27 @@ def redact(secret: str) -> None:
     """Mask ``secret`` in every log line from now on (a secret learnt at run time)."""
     if _redactor is not None:
         _redactor.add(secret)
+
+
+def describe(exc: BaseException) -> str:
+    """``Type: message`` of an exception, or the type alone when it has no message (never an empty "()")."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def throttled_errors(logger: logging.Logger, what: str, *, every_s: float = 30.0,
+                     clock: Callable[[], float] = time.monotonic) -> Callable[[Exception], Awaitable[None]]:
+    """A NATS ``error_cb``: one warning line (no traceback) per ``every_s`` while a connection keeps failing."""
+    last = [-every_s]
+    suppressed = [0]
+
+    async def on_error(exc: Exception) -> None:
+        now = clock()
+        if now - last[0] < every_s:
+            suppressed[0] += 1
+            return
+        more = f" ({suppressed[0]} more since the last report)" if suppressed[0] else ""
+        last[0], suppressed[0] = now, 0
+        logger.warning("%s: %s%s", what, describe(exc), more)
+
+    return on_error

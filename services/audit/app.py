@@ -19,6 +19,7 @@ from libs.events import streams, subjects
 from libs.events.audit import CHAIN
 from libs.events.quarantine import Quarantine
 from libs.events.store import utc_now
+from libs.observability import logs
 from services.audit import repository
 from services.audit.anchor import Anchors, anchor_event, origin_checkpoint, pruned_checkpoint, pruned_event
 from services.audit.config import AuditConfig, ConfigError
@@ -106,7 +107,7 @@ class AuditService:
                     await owner.close()
                 break
             except DB_ERRORS as exc:
-                log.warning("audit database unavailable (%s); retrying in %.1fs", exc, backoff)
+                log.warning("audit database unavailable (%s); retrying in %.1fs", logs.describe(exc), backoff)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
         if state.chain != cfg.chain:

@@ -137,10 +137,10 @@ async def revoke_token(call: Call) -> Any:
 
 OPERATIONS = [
     Operation("POST", "/api/v1/auth/register", register, "register", "Create an account (admin)", "accounts",
-              role=None, body=s.RegisterBody, response=s.User, status=201, errors=(409, 503),
+              role=None, body=s.RegisterBody, response=s.User, status=201, errors=(403, 409, 503),
               description="Admins only; in dev mode with STOKER_OPEN_REGISTRATION=1 anyone may create a user."),
     Operation("POST", "/api/v1/auth/login", login, "login", "Sign in: a session token and cookie", "accounts",
-              role=None, body=s.LoginBody, response=s.LoginResult, limit="login", errors=(503,)),
+              role=None, body=s.LoginBody, response=s.LoginResult, limit="login", errors=(401, 503)),
     Operation("POST", "/api/v1/auth/logout", logout, "logout", "End this session", "accounts",
               response=s.LogoutResult),
     Operation("GET", "/api/v1/auth/me", me, "me", "Who am I", "accounts", response=s.Me),

@@ -80,6 +80,7 @@ OPERATIONS = [
               status=202, errors=POOL_ERRORS),
     Operation("POST", "/api/v1/pool/safe-mode", safe_mode, "set_safe_mode", "Turn safe mode on or off", "pool",
               role="admin", body=s.SafeModeBody, response=s.SafeModeResult, errors=(409, 503)),
-    Operation("POST", "/api/v1/pool/reset", reset, "reset_pool", "Clear pending rentals and stuck requests", "pool",
-              role="admin", body=s.ResetBody, response=s.ResetResult, errors=(409, 503)),
+    Operation("POST", "/api/v1/pool/reset", reset, "reset_pool",
+              "Clear pending rentals, stuck requests and host penalties", "pool", role="admin", body=s.ResetBody,
+              response=s.ResetResult, errors=(409, 503)),
 ]

@@ -262,7 +262,7 @@ _AUTH = " A token may be given as `?token=`."
 OPERATIONS = [
     Operation("POST", "/comfy/prompt", post_prompt, "comfy_post_prompt", "ComfyUI: queue a prompt", TAG,
               body=c.ComfyPromptBody, query=c.ComfyTokenQuery, response=c.ComfyPromptResult, errors=(503,),
-              json_any_content_type=True,
+              json_any_content_type=True, error_bodies=((400, c.ComfyError),),
               description="ComfyUI's `POST /prompt`. A refused workflow answers 400 in ComfyUI's own shape: "
                           "`{\"error\": {type, message, details, extra_info}, \"node_errors\": {...}}`. "
                           "`number` and `front` are accepted and ignored (Stoker's queue is first come, first "

@@ -92,10 +92,14 @@ class InstanceInfo:
         async with aiohttp.ClientSession(timeout=timeout) as session, session.get(base_url + path) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")
-            body = await resp.content.read(MAX_BYTES + 1)
-            if len(body) > MAX_BYTES:
+            if (resp.content_length or 0) > MAX_BYTES:
                 raise ValueError("answer too large")
-            data = codec.loads(body)
+            body = bytearray()
+            async for chunk in resp.content.iter_any():  # a single read() returns only what is buffered
+                body += chunk
+                if len(body) > MAX_BYTES:
+                    raise ValueError("answer too large")
+            data = codec.loads(bytes(body))
             if not isinstance(data, dict):
                 raise ValueError("not a JSON object")
             return data

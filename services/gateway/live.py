@@ -118,6 +118,7 @@ class LiveHub:
         else:
             data["safe_mode"] = view.safe_mode
             data["config"] = msgspec.to_builtins(view.config)
+            data["problems"] = summary(view, env.occurred_at)["problems"] if view.problems else []
         self.publish(Message("pool", data, rec.seq))
 
     def on_job_event(self, job: Job, rec: Recorded) -> None:

@@ -21,8 +21,8 @@ SECURITY_SCHEMES = {
     "session": {"type": "apiKey", "in": "cookie", "name": "stoker_session",
                 "description": "The session cookie set by /api/v1/auth/login."},
 }
-COMMON_ERRORS = {400: "Malformed request", 401: "Authentication required or failed",
-                 403: "Not allowed for this caller", 422: "Validation failed", 429: "Rate limited"}
+COMMON_ERRORS = {400: "Malformed request (a request line or header over 8 KB: plain text from the HTTP server)",
+                 401: "Authentication required or failed", 403: "Not allowed for this caller", 422: "Validation failed", 429: "Rate limited"}
 
 
 def _schema_hook(t: type) -> dict[str, Any]:
@@ -46,6 +46,7 @@ def _ref(t: Any) -> dict[str, Any]:
 def document(operations: Sequence[Operation], *, title: str = "Stoker gateway API", version: str = "1") -> dict[str, Any]:
     """The OpenAPI 3.1 document of ``operations`` (schemas are JSON Schema 2020-12, as msgspec writes them)."""
     types = {t for op in operations for t in (op.body, op.query, op.response) if t is not None} | {ErrorBody}
+    types |= {t for op in operations for _, t in op.error_bodies}
     ordered = sorted(types, key=lambda t: t.__name__)
     _, components = msgspec.json.schema_components(ordered, ref_template=REF, schema_hook=_schema_hook)
     paths: dict[str, dict[str, Any]] = {}
@@ -75,10 +76,16 @@ def document(operations: Sequence[Operation], *, title: str = "Stoker gateway AP
             item["security"] = []
         if op.body is not None or op.query is not None:
             statuses |= {400, 422}
-        for status in sorted(statuses):
+        if op.path_params:
+            statuses |= {404}  # a path value that is not a plain id names nothing
+        other = dict(op.error_bodies)
+        for status in sorted(statuses | set(other)):
+            schema = {"anyOf": [_ref(ErrorBody), _ref(other[status])]} if status in other else _ref(ErrorBody)
+            content: dict[str, Any] = {"application/json": {"schema": schema}}
+            if status == 400:  # the HTTP server itself refuses an oversized request line or header, in plain text
+                content["text/plain"] = {"schema": {"type": "string"}}
             responses[str(status)] = {
-                "description": COMMON_ERRORS.get(status, CODES.get(status, "Error")),
-                "content": {"application/json": {"schema": _ref(ErrorBody)}}}
+                "description": COMMON_ERRORS.get(status, CODES.get(status, "Error")), "content": content}
         item["responses"] = responses
         if op.role == "admin":
             item["x-role"] = "admin"

@@ -72,6 +72,7 @@ class Operation:
     media_type: str = "application/json"
     description: str = ""
     json_any_content_type: bool = False  # ComfyUI clients post JSON with urllib's default (form) content type
+    error_bodies: tuple[tuple[int, Any], ...] = ()  # (status, Struct): another error shape it may answer (ComfyUI's)
 
     @property
     def path_params(self) -> list[str]:

@@ -64,7 +64,7 @@ class GenerationService:
             project=project_pool, view_type=PoolView))
         self.objects = objects or JetStreamObjects(js)
         self.hosts = hosts or HttpComfyHosts()
-        self.sender = sender or HttpSender()
+        self.sender = sender or HttpSender(allow_private=config.webhooks.allow_private)
         self.progress: dict[str, api.Progress] = {}
         self.pool_changed = Signal()
         self._master = b""

@@ -18,7 +18,7 @@ from libs.events.generation import MuseSpec
 
 from . import workflow as wf
 from .domain import DomainError
-from .muse import render
+from .muse import MAX_RENDERED, render
 
 TEMPLATE_DIR = Path(__file__).with_name("templates")
 SAMPLERS = ("euler", "euler_cfg_pp", "euler_ancestral", "heun", "dpm_2", "dpm_2_ancestral", "lms", "dpm_fast",
@@ -153,7 +153,8 @@ def bind(template: Template, params: dict[str, Any], *, job_id: str, user_id: st
     if "seed" in template.params and "seed" not in values:
         values["seed"] = seed
     if muse is not None:
-        positive, negative = render(muse, str(values.get("prompt", "")), variation)
+        limit = template.params["prompt"].max_length if "prompt" in template.params else None
+        positive, negative = render(muse, str(values.get("prompt", "")), variation, limit=limit or MAX_RENDERED)
         values["prompt"] = positive
         values["negative_prompt"] = ", ".join(x for x in (negative, values.get("negative_prompt", "")) if x)
         if "checkpoint" not in values and muse.checkpoint:

@@ -5,22 +5,31 @@ where key is the user's webhook secret (``cmd.gen.webhook_secret``; derived from
 master secret, so every worker agrees). ``X-Stoker-Delivery`` is stable across retries
 (receivers dedupe on it). Each attempt is a ``WebhookAttempted`` event; retries are work-queue
 naks with an exponential delay, so they survive a worker restart.
+
+Targets (outside development mode) must be public: a URL naming an inward address in any spelling
+(``127.1``, ``2130706433``, ``[::ffff:127.0.0.1]``) is refused when the job is submitted, and every
+address a name resolves to is checked again when the connection is made, so DNS rebinding cannot
+reach an internal service. The user only ever sees "refused" or "failed" (never a status or an
+error of whatever answered).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import ipaddress
 import logging
+import socket
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 import msgspec
+from aiohttp.abc import AbstractResolver, ResolveResult
 
 from libs.events import codec
 
@@ -69,6 +78,38 @@ def backoff(attempt: int, settings: WebhookSettings) -> float:
     return float(min(settings.backoff_max_s, settings.backoff_s * 2 ** (attempt - 1)))
 
 
+NAT64 = ipaddress.ip_network("64:ff9b::/96")
+INWARD_NAMES = ("localhost", "localhost.", "internal", "internal.")  # names that are never public
+
+
+class WebhookRefused(Exception):
+    """The target is not a public address (checked when connecting)."""
+
+
+def public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """True for an address on the public internet (not loopback, private, link-local, CGNAT, metadata, ...)."""
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = ip.ipv4_mapped or ip.sixtofour or (
+            ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) if ip in NAT64 else None)
+        if embedded is not None:
+            return public_ip(embedded)
+        if ip.teredo:
+            return public_ip(ip.teredo[1])
+    return ip.is_global and not ip.is_multicast
+
+
+def literal_ip(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """The address a host names literally, in any spelling resolvers accept (``127.1``, ``0x7f000001``, ...)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        pass
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host.rstrip(".")))  # the C library's legacy forms
+    except (OSError, ValueError):
+        return None
+
+
 def check_url(url: str, *, allow_private: bool) -> str:
     """A webhook URL we are willing to call; DomainError VALIDATION_FAILED says why not."""
     def bad(msg: str) -> d.DomainError:
@@ -81,17 +122,47 @@ def check_url(url: str, *, allow_private: bool) -> str:
         raise bad("must be an http(s) URL with a host")
     if parts.username or parts.password:
         raise bad("must not contain credentials; the payload is signed instead")
-    host = parts.hostname
+    try:
+        parts.port  # noqa: B018 - raises on a bad port
+    except ValueError:
+        raise bad("has an invalid port") from None
+    host = parts.hostname.lower()
     if not allow_private:
-        if host == "localhost" or host.endswith(".localhost"):
-            raise bad("points at this machine (set STOKER_WEBHOOK_ALLOW_PRIVATE=1 to allow)")
-        try:
-            ip = ipaddress.ip_address(host)
-        except ValueError:
-            return url
-        if ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved or ip.is_multicast:
+        if any(host == n or host.endswith("." + n) for n in INWARD_NAMES):
+            raise bad("points at this machine or an internal name (set STOKER_WEBHOOK_ALLOW_PRIVATE=1 to allow)")
+        ip = literal_ip(host)
+        if ip is not None and not public_ip(ip):
             raise bad("points at a private address (set STOKER_WEBHOOK_ALLOW_PRIVATE=1 to allow)")
     return url
+
+
+class PublicOnlyResolver(AbstractResolver):
+    """Resolves a name, then refuses the connection if any address it got is not public (no DNS rebinding)."""
+
+    def __init__(self, inner: AbstractResolver | None = None) -> None:
+        self._inner = inner  # the system resolver unless given (made on first use, inside the loop)
+
+    async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+                      ) -> list[ResolveResult]:
+        """Every address of ``host``, all of them public, or WebhookRefused."""
+        ip = literal_ip(host)
+        if ip is not None:  # a numeric spelling the connector did not recognise as an address
+            if not public_ip(ip):
+                raise WebhookRefused(f"{host} is not a public address")
+            return [ResolveResult(hostname=host, host=str(ip), port=port, family=socket.AF_INET, proto=0,
+                                  flags=socket.AI_NUMERICHOST)]
+        if self._inner is None:
+            self._inner = aiohttp.ThreadedResolver()
+        results = await self._inner.resolve(host, port, family)
+        for r in results:
+            if not public_ip(ipaddress.ip_address(r["host"].split("%", 1)[0])):
+                raise WebhookRefused(f"{host} resolves to {r['host']}, which is not a public address")
+        return results
+
+    async def close(self) -> None:
+        """Close the inner resolver."""
+        if self._inner is not None:
+            await self._inner.close()
 
 
 class Sender(Protocol):
@@ -103,19 +174,36 @@ class Sender(Protocol):
 
 
 class HttpSender:
-    """Webhook requests over httpx (no redirects followed)."""
+    """Webhook requests (no redirects, no proxies from the environment); outside development mode every
+    address is checked as the connection is made."""
 
-    def __init__(self) -> None:
-        self._client = httpx.AsyncClient(follow_redirects=False)
+    def __init__(self, *, allow_private: bool = False, resolver: Any = None) -> None:
+        self.allow_private = allow_private
+        self._resolver = resolver if allow_private else PublicOnlyResolver(resolver)
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:  # created on first use, inside the running loop
+            connector = aiohttp.TCPConnector(resolver=self._resolver, use_dns_cache=False, limit=100)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
+        return self._session
 
     async def post(self, url: str, body: bytes, headers: dict[str, str], timeout: float) -> int:
-        """POST the body."""
-        resp = await self._client.post(url, content=body, headers=headers, timeout=timeout)
-        return resp.status_code
+        """POST the body; WebhookRefused when the target is not public."""
+        try:
+            check_url(url, allow_private=self.allow_private)  # literal addresses never reach the resolver
+        except d.DomainError as exc:
+            raise WebhookRefused(str(exc)) from None
+        async with self._client().post(url, data=body, headers=headers, allow_redirects=False,
+                                       timeout=aiohttp.ClientTimeout(total=timeout)) as resp:
+            return resp.status
 
     async def aclose(self) -> None:
         """Close connections."""
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
+        if self._resolver is not None:
+            await self._resolver.close()
 
 
 def event_name(job: d.Job) -> str:
@@ -154,13 +242,15 @@ class WebhookDelivery:
                    "x-stoker-event": event_name(job), "x-stoker-delivery": f"{job.id}:{event_name(job)}",
                    "x-stoker-attempt": str(attempt), "x-stoker-timestamp": str(ts),
                    "x-stoker-signature": sign(self.secret_for(job.user_id), ts, body)}
-        status, error = 0, ""
+        status, error, detail = 0, "", ""
         try:
             status = await self.sender.post(url, body, headers, self.settings.timeout_s)
             if not 200 <= status < 300:
-                error = f"HTTP {status}"
-        except (httpx.HTTPError, OSError) as exc:
-            error = f"{type(exc).__name__}: {exc}".strip()[:300]
+                error, detail = "failed: the receiver did not answer with a 2xx status", f"HTTP {status}"
+        except WebhookRefused as exc:
+            error, detail = "refused: the webhook URL does not lead to a public address", str(exc)
+        except (aiohttp.ClientError, OSError, asyncio.TimeoutError) as exc:
+            error, detail = "failed: no answer from the receiver", f"{type(exc).__name__}: {exc}".strip()[:300]
         delivered = not error
         delay = backoff(attempt, self.settings)
         job = await self.runner.decide(job, d.RecordWebhook(
@@ -168,9 +258,9 @@ class WebhookDelivery:
             max_attempts=self.settings.max_attempts, next_attempt_at=self.clock() + timedelta(seconds=delay)))
         if not job.webhook_pending:
             if job.webhook_abandoned:
-                log.warning("webhook of job %s abandoned after %d attempts: %s", job.id, attempt, error)
+                log.warning("webhook of job %s abandoned after %d attempts: %s", job.id, attempt, detail)
             return Ack()
-        log.info("webhook of job %s attempt %d failed (%s); retry in %.1fs", job.id, attempt, error, delay)
+        log.info("webhook of job %s attempt %d failed (%s); retry in %.1fs", job.id, attempt, detail, delay)
         return Nak(delay)
 
 

@@ -212,12 +212,21 @@ class PoolService:
             await closer()
 
 
+async def connect_nats(url: str, **options: Any) -> Client:
+    """Connect for good: reconnect forever, one throttled line (not a traceback) per outage."""
+    async def reconnected() -> None:
+        log.info("NATS at %s: reconnected", url)
+
+    return await nats.connect(url, name="stoker-pool", max_reconnect_attempts=-1,
+                              error_cb=logs.throttled_errors(log, f"NATS at {url}"), reconnected_cb=reconnected,
+                              **options)
+
+
 async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
     """Run one pool replica until ``stop`` is set, then drain."""
     from .providers.factory import make_provider
 
-    nc = await nats.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), name="stoker-pool",
-                            max_reconnect_attempts=-1)
+    nc = await connect_nats(env.get("NATS_URL", "nats://127.0.0.1:4222"))
     provider = make_provider(env)
     service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
     await service.start()

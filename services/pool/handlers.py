@@ -19,7 +19,7 @@ from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
 from .metrics import PoolMetrics
-from .policy import validate_config
+from .policy import parse_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
 
@@ -138,18 +138,14 @@ class Commands:
         events = decide_terminate(inst, "admin", req.reason)
         await self.writer.instance(inst.id, events, inst.position, meta_of(req))
         if events and inst.provider_id:
-            await self.reconciler._destroy_id(inst.provider_id)
+            await self.reconciler._destroy(inst)
         return {"terminating": bool(events)}
 
     async def configure(self, req: api.ConfigureRequest) -> dict[str, Any]:
         """Apply a partial configuration update."""
         view = self.writer.view
         merged = merge(msgspec.to_builtins(view.config), req.changes)
-        try:
-            cfg = msgspec.convert(merged, ev.PoolConfig, strict=False)
-        except msgspec.ValidationError as exc:
-            raise PoolError(f"invalid configuration: {exc}", "VALIDATION_FAILED") from None
-        validate_config(cfg)
+        cfg = parse_config(merged)
         await self.writer.config([ev.PoolConfigured(pool_id=view.pool_id, config=cfg)], meta_of(req))
         return msgspec.to_builtins(cfg)
 
@@ -202,5 +198,6 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
         "spend_rate_dph": round(v.spend_rate(view), 6), "spend_today": round(v.spend_today(view, now), 6),
         "cost_by_state": v.cost_by_state(view, now),
         "avoided_hosts": sorted({p.host_id for p in view.penalties.values() if p.until > now}),
+        "problems": [msgspec.to_builtins(p) for p in sorted(view.problems.values(), key=lambda p: p.since)],
         "seq": view.seq,
     }

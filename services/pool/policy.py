@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
+import msgspec
+
 from libs.events import pool as ev
 
 from .instance import PoolError
@@ -11,6 +16,36 @@ from .instance import PoolError
 INSTANCE_TOKEN_ENV = frozenset({"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CIVITAI_TOKEN", "CIVITAI_API_TOKEN"})
 MAX_SECONDS = 7 * 24 * 3600.0
 MAX_SIZE = 1000
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_MULTILINE = frozenset({"template.onstart"})  # may hold line breaks and tabs
+
+
+def parse_config(data: Any) -> ev.PoolConfig:
+    """A whole configuration from JSON-like data, every field within its bounds (PoolError names the field)."""
+    try:
+        cfg = msgspec.convert(data, ev.PoolConfig, strict=False)
+    except msgspec.ValidationError as exc:
+        raise PoolError(f"invalid configuration: {exc}", "VALIDATION_FAILED") from None
+    _no_control_characters(msgspec.to_builtins(cfg), "")
+    validate_config(cfg)
+    return cfg
+
+
+def _no_control_characters(value: Any, where: str) -> None:
+    # The schema's patterns let a trailing line break through (``$`` matches before it); this does not.
+    if isinstance(value, str):
+        allowed = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]") if where in _MULTILINE else _CONTROL
+        if allowed.search(value):
+            raise PoolError(f"invalid configuration: {where} must not contain control characters",
+                            "VALIDATION_FAILED")
+    elif isinstance(value, dict) and where != "readiness.warmup_workflow":
+        for key, item in value.items():
+            _no_control_characters(item, f"{where}.{key}" if where else str(key))
+    elif isinstance(value, list | tuple):
+        for item in value:
+            _no_control_characters(item, where)
 
 
 def validate_config(cfg: ev.PoolConfig) -> None:

@@ -20,7 +20,7 @@ from .metrics import PoolMetrics
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
-from .reputation import avoided_hosts
+from .reputation import avoided_hosts, severity
 from .status import label_for
 from .writer import PoolWriter
 
@@ -50,6 +50,10 @@ def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> d
     if template.models:
         out["STOKER_MODELS"] = ",".join(template.models)
     return out
+
+
+def _reason(inst: Instance) -> ev.TerminationReason:
+    return inst.terminate_reason or "admin"  # type: ignore[return-value]
 
 
 def rental_id(pool_id: str, key: str) -> str:
@@ -115,6 +119,29 @@ class Reconciler:
                              *(self._probe(i) for i in plan.probe))
         if plan.rent:
             await self.rent(plan.rent, key=f"reconcile:{view.seq}", meta=SYSTEM)
+        elif not plan.config_events:
+            await self._settled()
+
+    async def _settled(self) -> None:
+        """Nothing to rent: "no offers" no longer matters, and "hosts avoided" ends with the penalties."""
+        view = self.writer.view
+        avoided = avoided_hosts(view.penalties, self.clock())
+        on_avoided = any(i.offer and i.offer.host_id in avoided for i in v.live(view))
+        await self._problem("no_offers", None)
+        if not on_avoided:
+            await self._problem("hosts_avoided", None)
+
+    async def _problem(self, code: str, message: str | None) -> None:
+        """Raise (message) or clear (None) a pool problem; writes only a change."""
+        view = self.writer.view
+        current = view.problems.get(code)
+        if message is not None and (current is None or current.message != message):
+            log.warning("pool problem %s: %s", code, message)
+            await self._safe(self.writer.config([ev.ProblemRaised(pool_id=view.pool_id, code=code, message=message)],
+                                                SYSTEM))
+        elif message is None and current is not None:
+            log.info("pool problem %s cleared", code)
+            await self._safe(self.writer.config([ev.ProblemCleared(pool_id=view.pool_id, code=code)], SYSTEM))
 
     async def _safe(self, write: object) -> None:
         try:
@@ -131,17 +158,29 @@ class Reconciler:
         event = ev.OrphanFound(pool_id=pool_id, provider=self.provider.name, provider_id=p.provider_id,
                                label=p.label or "", dph=p.dph)
         await self._safe(self.writer.instance(instance_id, [event], existing.position if existing else NEW, SYSTEM))
-        await self._destroy_id(p.provider_id)
+        if await self._destroy_id(p.provider_id):
+            await self._confirmed_gone(instance_id, p.provider_id)
 
     async def _destroy(self, inst: Instance) -> None:
-        if inst.provider_id:
-            await self._destroy_id(inst.provider_id)
+        if inst.provider_id and await self._destroy_id(inst.provider_id):
+            await self._confirmed_gone(inst.id, inst.provider_id)
 
-    async def _destroy_id(self, provider_id: str) -> None:
+    async def _destroy_id(self, provider_id: str) -> bool:
+        """Send the destroy; True when the provider answered the instance is already gone."""
         try:
-            await self.provider.destroy_instance(provider_id)
+            return await self.provider.destroy_instance(provider_id) is True
         except ProviderError as exc:
             log.warning("destroy of %s failed (%s); retrying next pass", provider_id, exc)
+            return False
+
+    async def _confirmed_gone(self, instance_id: str, provider_id: str) -> None:
+        """The provider said "already gone" to a destroy: one such answer confirms the termination."""
+        inst = self.writer.view.instances.get(instance_id)
+        if inst is None or inst.phase != "terminating" or inst.provider_id != provider_id:
+            return
+        await self._safe(self.writer.instance(inst.id, [ev.Terminated(
+            pool_id=inst.pool_id, reason=_reason(inst), provider_id=provider_id,
+            detail="the provider answered that it is already gone")], inst.position, SYSTEM))
 
     async def _confirm_gone(self, inst: Instance) -> None:
         """Terminated only once the provider itself says the instance is gone."""
@@ -190,16 +229,42 @@ class Reconciler:
         if not wanted or view.safe_mode:
             return ids
         used_machines = {i.offer.machine_id for i in v.live(view) if i.offer}
+        now = self.clock()
+        avoided = avoided_hosts(view.penalties, now)
+        limit = len(wanted) + len(used_machines) + 10
         try:
-            offers = await self.provider.search_offers(cfg.offer_filter, limit=len(wanted) + len(used_machines) + 10,
-                                                       exclude_hosts=avoided_hosts(view.penalties, self.clock()))
+            offers = await self.provider.search_offers(cfg.offer_filter, limit=limit, exclude_hosts=avoided)
+            offers = [o for o in offers if o.machine_id not in used_machines]
+            fallback: list[ev.Offer] = []
+            if len(offers) < len(wanted) and avoided:
+                found = await self.provider.search_offers(cfg.offer_filter, limit=limit + len(avoided))
+                fallback = sorted((o for o in found if o.host_id in avoided and o.machine_id not in used_machines),
+                                  key=lambda o: (severity(view.penalties, o.host_id, now), o.dph))
         except ProviderError as exc:
             log.warning("offer search failed: %s", exc)
             self.last_error = f"offer search failed: {exc}"
             return ids
-        offers = [o for o in offers if o.machine_id not in used_machines]
+        await self._report_offers(len(wanted), len(offers), fallback, avoided)
+        offers += fallback  # reputation alone never keeps the pool below its size: least penalised first
         await asyncio.gather(*(self._rent_one(instance_id, offers, meta) for instance_id in wanted))
         return ids
+
+    async def _report_offers(self, wanted: int, clean: int, fallback: list[ev.Offer], avoided: frozenset[str]) -> None:
+        """Say why the pool cannot rent (or rents from avoided hosts) instead of waiting silently."""
+        if clean >= wanted:
+            await self._problem("no_offers", None)
+            await self._problem("hosts_avoided", None)
+            return
+        if fallback:
+            await self._problem("no_offers", None)
+            which = "every offer" if clean == 0 else f"all but {clean} of the offers"
+            await self._problem("hosts_avoided", (
+                f"{which} matching the filter are on hosts the pool avoids after failures "
+                f"({len(avoided)} host(s) avoided); renting from the least penalised. "
+                f"Widen the offer filter, or reset the pool to forget the penalties"))
+        elif clean == 0:
+            await self._problem("no_offers", "no marketplace offer matches the offer filter; the pool cannot "
+                                             "reach its size (widen the filter: GPUs, price, disk, reliability)")
 
     async def _rent_one(self, instance_id: str, offers: list[ev.Offer], meta: Metadata) -> None:
         caps = self.writer.view.config.spend_caps

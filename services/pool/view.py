@@ -30,6 +30,7 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     safe_mode_reason: str = ""
     instances: dict[str, Instance] = {}
     penalties: dict[str, reputation.Penalty] = {}
+    problems: dict[str, ev.PoolProblem] = {}  # by code
     ended_cost: float = 0.0
     ended_cost_by_day: dict[str, float] = {}
     resets: int = 0
@@ -45,7 +46,7 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     if getattr(event, "pool_id", view.pool_id) != view.pool_id:
         return msgspec.structs.replace(view, seq=rec.seq)  # another pool sharing the stream
     if env.aggregate_type == ev.CONFIG:
-        return _project_config(view, event, position, rec.seq)
+        return _project_config(view, event, position, rec.seq, at)
     if env.aggregate_type != ev.INSTANCE:
         return msgspec.structs.replace(view, seq=rec.seq)
     instances = dict(view.instances)
@@ -65,7 +66,7 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     return view
 
 
-def _project_config(view: PoolView, event: object, position: Position, seq: int) -> PoolView:
+def _project_config(view: PoolView, event: object, position: Position, seq: int, at: datetime) -> PoolView:
     match event:
         case ev.PoolConfigured():
             return msgspec.structs.replace(view, config=event.config,
@@ -74,8 +75,17 @@ def _project_config(view: PoolView, event: object, position: Position, seq: int)
             return msgspec.structs.replace(view, safe_mode=event.enabled,
                                            safe_mode_reason=event.reason if event.enabled else "",
                                            config_position=position, seq=seq)
-        case ev.PoolReset():
-            return msgspec.structs.replace(view, resets=view.resets + 1, config_position=position, seq=seq)
+        case ev.PoolReset():  # a fresh start: host penalties and problems are forgotten
+            return msgspec.structs.replace(view, resets=view.resets + 1, penalties={}, problems={},
+                                           config_position=position, seq=seq)
+        case ev.ProblemRaised():
+            old = view.problems.get(event.code)
+            problem = ev.PoolProblem(code=event.code, message=event.message, since=old.since if old else at)
+            return msgspec.structs.replace(view, problems={**view.problems, event.code: problem},
+                                           config_position=position, seq=seq)
+        case ev.ProblemCleared():
+            problems = {k: p for k, p in view.problems.items() if k != event.code}
+            return msgspec.structs.replace(view, problems=problems, config_position=position, seq=seq)
     return msgspec.structs.replace(view, config_position=position, seq=seq)
 
 
@@ -139,5 +149,10 @@ def cost_by_state(view: PoolView, now: datetime) -> dict[str, float]:
 
 
 def by_provider_id(view: PoolView) -> dict[str, Instance]:
-    """Instances keyed by the provider's id (those that got one)."""
-    return {i.provider_id: i for i in view.instances.values() if i.provider_id}
+    """Instances keyed by the provider's id (those that got one and have not ended).
+
+    A terminated rental's id is not "known": an instance listed under it bills although we ended it
+    (a zombie, or an id the provider reused), so it is an orphan to terminate.
+    """
+    return {i.provider_id: i for i in view.instances.values()
+            if i.provider_id and i.phase not in ("terminated", "failed")}

@@ -307,7 +307,7 @@ async def test_a_webhook_receiver_that_is_down_for_a_while_gets_it_later_signed(
     assert payload["type"] == "generation.completed" and payload["job"]["id"] == job_id
     made = await attempts()
     assert [a.delivered for a in made] == [False] * (len(made) - 1) + [True] and len(made) >= 4
-    assert "ConnectError" in made[0].error
+    assert made[0].error.startswith("failed:") and "127.0.0.1" not in made[0].error  # no detail of the target
     job = await stack.ok(api.GET, me(user, job_id=job_id))
     assert job["webhook"]["state"] == "delivered" and job["webhook"]["attempts"] == len(made)
 

@@ -91,7 +91,7 @@ def test_extraction_failure_is_terminated_at_once_and_host_avoided():
     assert g.view.instances["i1"].phase == "terminating"
     assert "h1" in {p.host_id for p in g.view.penalties.values()}
     from services.pool.reputation import avoided_hosts
-    assert avoided_hosts(g.view.penalties, T0 + timedelta(hours=1)) == {"h1"}
+    assert avoided_hosts(g.view.penalties, T0 + timedelta(minutes=30)) == {"h1"}
     assert avoided_hosts(g.view.penalties, T0 + timedelta(days=2)) == frozenset()
 
 

@@ -10,6 +10,7 @@ from msgspec import Meta
 from services.gateway.schemas.base import Checked
 
 __all__ = [
+    "ComfyError", "ComfyErrorDetail",
     "ComfyHistoryEntry", "ComfyHistoryQuery", "ComfyInterruptBody", "ComfyPromptBody",
     "ComfyPromptInfo", "ComfyPromptResult", "ComfyQueue", "ComfyQueueBody", "ComfySystemStats", "ComfyTokenQuery",
     "ComfyViewQuery", "ComfyWsQuery",
@@ -35,6 +36,22 @@ class ComfyPromptBody(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     front: bool | None = None
     number: float | None = None
     partial_execution_targets: list[str] | None = None
+
+
+class ComfyErrorDetail(msgspec.Struct, kw_only=True):
+    """ComfyUI's error: a kind (``invalid_prompt``, ``prompt_no_outputs``, ...), a message and details."""
+
+    type: str
+    message: str
+    details: str = ""
+    extra_info: dict[str, Any] = {}
+
+
+class ComfyError(msgspec.Struct, kw_only=True):
+    """ComfyUI's 400 answer to ``POST /prompt``: the error and the errors of each node."""
+
+    error: ComfyErrorDetail
+    node_errors: dict[str, Any] = {}
 
 
 class ComfyPromptResult(msgspec.Struct, kw_only=True):

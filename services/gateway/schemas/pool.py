@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from libs.events.pool import PoolConfig
+from libs.events.pool import PoolConfig, PoolProblem
 from services.gateway.schemas.base import Checked, Id, Text
 
 PoolState = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
@@ -49,6 +49,7 @@ class PoolSummary(msgspec.Struct, kw_only=True):
     cost_by_state: dict[str, float]
     avoided_hosts: list[str]
     seq: int
+    problems: list[PoolProblem] = []  # what keeps the pool from its configured size, and since when
 
 
 def _partial(struct: type[msgspec.Struct], name: str) -> type[Checked]:

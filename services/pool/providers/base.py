@@ -61,8 +61,8 @@ class Provider(Protocol):
         """One instance, or None when it is gone."""
         ...
 
-    async def destroy_instance(self, provider_id: str) -> None:
-        """Ask the provider to destroy the instance (gone-already is not an error)."""
+    async def destroy_instance(self, provider_id: str) -> bool | None:
+        """Ask the provider to destroy the instance; True when it answered that it is already gone."""
         ...
 
     async def aclose(self) -> None:

@@ -130,14 +130,14 @@ class FakeProvider:
         self._enter("show_instance", provider_id=provider_id)
         return None if provider_id in self.hidden else self.instances.get(provider_id)
 
-    async def destroy_instance(self, provider_id: str) -> None:
-        """Remove the instance (unless a zombie destroy was armed); gone already is fine."""
+    async def destroy_instance(self, provider_id: str) -> bool:
+        """Remove the instance (unless a zombie destroy was armed); True when it was already gone."""
         self._enter("destroy_instance", provider_id=provider_id)
         if self.zombie_destroys > 0 and provider_id in self.instances:
             self.zombie_destroys -= 1
-            return
-        self.instances.pop(provider_id, None)
+            return False
         self.hidden.discard(provider_id)
+        return self.instances.pop(provider_id, None) is None
 
     async def aclose(self) -> None:
         """Mark the fake closed."""

@@ -167,18 +167,19 @@ class VastAIProvider:
         row = data["instances"]
         return None if row is None or is_gone(row) else instance_or_error(row)
 
-    async def destroy_instance(self, provider_id: str) -> None:
-        """Destroy the instance; one that is already gone (404) is not an error."""
+    async def destroy_instance(self, provider_id: str) -> bool:
+        """Destroy the instance; True when it is already gone (404), which is not an error."""
         iid = numeric_id(provider_id, "instance")
         resp = await self._send("DELETE", f"/api/v0/instances/{iid}/", body={})
         if _gone_404(resp):
             log.info("%s: instance %s already gone", self.name, iid)
-            return
+            return True
         data = self._json(resp, "destroy instance")
         if isinstance(data, dict) and data.get("success") is False:
             raise ProviderError(f"Vast.ai destroy instance failed: {self._scrub(str(data.get('msg')))}",
                                 status=resp.status_code, retryable=True)
         log.info("%s: destroy requested for instance %s", self.name, iid)
+        return False
 
     async def aclose(self) -> None:
         """Release connections."""

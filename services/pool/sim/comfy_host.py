@@ -78,14 +78,17 @@ class ComfyHost:
         """Base URL of this host."""
         return f"http://127.0.0.1:{self.port}"
 
-    async def start(self, host: str = "127.0.0.1") -> int:
-        """Bind a fresh loopback port and start serving; returns the port."""
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> int:
+        """Bind ``port`` (a fresh one when 0 or taken) and start serving; returns the port."""
         app = web.Application(middlewares=[self._boot_gate], client_max_size=100 * 1024 * 1024)
         self._routes(app)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind((host, 0))
+        try:
+            sock.bind((host, port))
+        except OSError:  # the port this rental had before a restart is taken now
+            sock.bind((host, 0))
         self.port = sock.getsockname()[1]
         await web.SockSite(self._runner, sock).start()
         self._tasks = [asyncio.create_task(self.executor.run_forever()), asyncio.create_task(self.hub.publish_forever())]

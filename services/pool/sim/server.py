@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -13,6 +16,7 @@ from services.pool.sim.comfy_host import ComfyHost
 from services.pool.sim.config import SimConfig
 from services.pool.sim.control_api import build_control_app
 from services.pool.sim.market import HostSpec, Market
+from services.pool.sim.persist import MarketFile
 from services.pool.sim.snapshot import SimState, snapshot
 from services.pool.sim.vast_api import build_vast_app
 
@@ -20,8 +24,9 @@ from services.pool.sim.vast_api import build_vast_app
 class SimServer:
     """A running simulator. ``url`` is the Vast base URL (no trailing slash)."""
 
-    def __init__(self, config: SimConfig, clock: Clock) -> None:
+    def __init__(self, config: SimConfig, clock: Clock, state_path: Path | None = None) -> None:
         self.market = Market(config, clock)
+        self.market_file = MarketFile(state_path, self.market) if state_path is not None else None
         self.clock = clock
         self.hosts: dict[int, ComfyHost] = {}
         self._host_specs: dict[int, HostSpec] = {}
@@ -56,7 +61,9 @@ class SimServer:
                          should_die=lambda: self.market.take_mid_job_death(iid),
                          on_die=lambda: self._host_died(iid),
                          log=lambda line: self.market.append_log(iid, line))
-        port = await host.start()
+        rental = self.market.instances.get(iid)
+        before = rental.host_port if rental is not None else None  # set after a restart: keep the URL
+        port = await host.start(port=before or 0)
         self.hosts[iid], self._host_specs[iid] = host, spec
         self.market.set_host_port(iid, port)
 
@@ -79,18 +86,40 @@ class SimServer:
             for iid in list(self.hosts):
                 await self._stop_host(iid)
             self.market.reset(config)
+            self.save()
+
+    def save(self) -> None:
+        """Persist the market if it is kept on disk and changed."""
+        if self.market_file is not None:
+            self.market_file.save()
 
     async def _tick(self) -> None:
+        saved_at = time.monotonic()
         while True:
             await asyncio.sleep(self.market.config.tick_seconds)
             try:
                 await self.reconcile()
+                if self.market_file is not None and time.monotonic() - saved_at >= 1.0:  # logs, vanishings
+                    self.save()
+                    saved_at = time.monotonic()
             except Exception:  # noqa: BLE001 - the ticker must survive a bad tick
                 pass
 
     async def start(self, host: str, port: int) -> None:
-        """Bind and serve."""
-        app = web.Application()
+        """Bind and serve (restoring the saved market first, if it is kept on disk)."""
+        if self.market_file is not None:
+            self.market_file.load()
+
+        @web.middleware
+        async def persist(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                          ) -> web.StreamResponse:
+            try:
+                return await handler(request)
+            finally:
+                if request.method != "GET":
+                    self.save()  # before the caller hears of a rental, it is on disk
+
+        app = web.Application(middlewares=[persist])
         build_vast_app(app, self.market, self.reconcile)
         build_control_app(app, self.market, self.reconcile, self.reset)
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1.0)
@@ -113,6 +142,7 @@ class SimServer:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.save()  # with the hosts' ports, which a restart reuses
         async with self._lock:
             for iid in list(self.hosts):
                 await self._stop_host(iid)
@@ -128,8 +158,11 @@ class SimServer:
 
 
 async def start_sim(config: SimConfig | None = None, host: str = "127.0.0.1", port: int = 0,
-                    clock: Clock | None = None) -> SimServer:
-    """Start the simulator on ``host:port`` (0 = any free port) and return it running."""
-    server = SimServer(config or SimConfig(), clock or SystemClock())
+                    clock: Clock | None = None, state_path: Path | None = None) -> SimServer:
+    """Start the simulator on ``host:port`` (0 = any free port) and return it running.
+
+    With ``state_path`` the market is restored from that file and saved to it as it changes.
+    """
+    server = SimServer(config or SimConfig(), clock or SystemClock(), state_path)
     await server.start(host, port)
     return server

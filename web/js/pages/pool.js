@@ -20,6 +20,7 @@ export function render(main) {
   const pool = new LivePool({ onChange, onEvent, onState, onHistory });
   const conn = h("span", { class: "conn conn-connecting", role: "status" }, "Connecting…");
   const safeBanner = h("div", { class: "banner banner-danger", id: "safe-mode-banner", role: "status", hidden: true });
+  const problemsBanner = h("div", { class: "banner banner-danger", id: "pool-problems", role: "status", hidden: true });
   const notesBox = h("div", { class: "pool-notes", id: "pool-notes", role: "status", "aria-live": "polite" });
   const stats = h("dl", { class: "stats" });
   const chartBox = h("div", { class: "chart-box" }, h("p", { class: "muted" }, "Waiting for the pool…"));
@@ -66,7 +67,7 @@ export function render(main) {
   const resetButton = h("button", { type: "button", class: "btn" }, "Reset…");
   resetButton.addEventListener("click", async () => {
     const values = await confirmDialog({ title: "Reset the pool?", confirmLabel: "Reset",
-      body: h("p", {}, "Gives up pending rentals and clears stuck requests. Running instances are kept."),
+      body: h("p", {}, "Gives up pending rentals, clears stuck requests, and forgets host penalties (hosts avoided after failures) and pool problems. Running instances are kept."),
       fields: [{ name: "reason", label: "Reason", value: "" }] });
     if (!values) return;
     const result = await busy(resetButton, () => api("POST", "/api/v1/pool/reset", { body: { reason: values.reason }, as: "admin" }),
@@ -162,10 +163,14 @@ export function render(main) {
     replace(stats, ...entries.map(([term, value, note]) => h("div", { class: "stat" }, h("dt", {}, term),
       h("dd", {}, h("span", { class: "stat-value" }, value), h("span", { class: "stat-note" }, note)))));
     safeBanner.hidden = !s.safe_mode;
+    const problems = s.problems || [];
+    problemsBanner.hidden = !problems.length;
+    replace(problemsBanner, ...problems.map((p) => h("p", {}, h("strong", {}, p.code.replaceAll("_", " ")),
+      ` — ${p.message} (since ${utc(p.since)})`)));
     replace(safeBanner, h("strong", {}, "Safe mode is on"),
       ` — the pool terminates everything and rents nothing${s.safe_mode_reason ? ` (${s.safe_mode_reason})` : ""}.`);
-    // A burst beyond the minimum (and how long it bills), the pool's problems; safe mode has its banner above.
-    const notes = poolNoteBanners({ ...s, instances: liveRows }).filter((el) => el.dataset.kind !== "safe");
+    // A burst beyond the minimum (and how long it bills); safe mode and problems have their banners above.
+    const notes = poolNoteBanners({ ...s, instances: liveRows }).filter((el) => el.dataset.kind === "burst");
     if (notes.map((el) => el.textContent).join("\n") !== [...notesBox.children].map((el) => el.textContent).join("\n")) {
       replace(notesBox, notes);
     }
@@ -230,6 +235,7 @@ export function render(main) {
   replace(main,
     pageHeader("Pool", "Instances update live; uptime and cost advance every second.", conn),
     safeBanner,
+    problemsBanner,
     notesBox,
     h("section", { class: "card", "aria-label": "Pool actions" }, h("div", { class: "toolbar" }, prewarmForm,
       h("div", { class: "toolbar-right" }, resetButton, safeButton))),
