@@ -13,9 +13,11 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 
 import asyncpg
-import nats
 from aiohttp import web
 
+import nats
+
+from libs import natsconn
 from libs.events import streams
 from libs.events.store import EventStore, utc_now
 from libs.observability.web import trace_middleware
@@ -90,7 +92,7 @@ async def _quiet(exc: Exception) -> None:
 async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to NATS, declare the streams, and build what talks to them; drain on shutdown."""
     cfg = app[CONFIG]
-    nc = await nats.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
+    nc = await natsconn.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
                             error_cb=_quiet)
     app[NATS] = nc
     js = nc.jetstream(timeout=10)

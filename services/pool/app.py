@@ -12,11 +12,13 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+import nats
+
+from libs import natsconn
 from libs.events import ConcurrencyError, streams, subjects
 from libs.events import pool as ev
 from libs.events.checkpoints import KeyValueCheckpoints
@@ -202,7 +204,7 @@ async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
     """Run one pool replica until ``stop`` is set, then drain."""
     from .providers.factory import make_provider
 
-    nc = await nats.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), name="stoker-pool",
+    nc = await natsconn.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), name="stoker-pool",
                             max_reconnect_attempts=-1)
     provider = make_provider(env)
     service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
