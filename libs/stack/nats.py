@@ -57,6 +57,8 @@ def render_config(*, host: str, port: int, store_dir: Path, pid_file: Path, moni
 class EmbeddedNats(EmbeddedServer):
     """nats-server -js with its store, config, pid and log files under one directory."""
 
+    name = "nats-server"
+
     def __init__(
         self,
         data_dir: Path,

@@ -66,6 +66,8 @@ class EmbeddedPostgres(EmbeddedServer):
     scram-sha-256 and the superuser has that password; without it, loopback connections are trusted.
     """
 
+    name = "postgres"
+
     def __init__(
         self,
         pgdata: Path,
