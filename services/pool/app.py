@@ -89,7 +89,7 @@ class PoolService:
         self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock, secrets=self._env,
                                      settings=planner.Settings(listing_grace_s=config.listing_grace_s,
                                                                rent_grace_s=config.rent_grace_s),
-                                     metrics=self.metrics)
+                                     metrics=self.metrics, connected=lambda: nc.is_connected)
         self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
