@@ -20,6 +20,9 @@ from libs.events import subjects
 POOL, GENERATION, AUDIT, GATEWAY = "pool", "generation", "audit", "gateway"
 SERVICES = (POOL, GENERATION, AUDIT, GATEWAY)
 ADMIN = "stoker-admin"  # operators' tools (and the test harness): every permission
+USERS = (*SERVICES, ADMIN)
+# Where compose and Kubernetes keep each user's password (nats-server reads them as $VARIABLES).
+PASSWORD_ENV = {user: f"NATS_{user.upper()}_PASSWORD" for user in SERVICES} | {ADMIN: "NATS_ADMIN_PASSWORD"}
 
 EVENT_STREAMS = tuple(subjects.event_stream(c) for c in subjects.CONTEXTS)
 # Declared idempotently by every service at start (libs.events.streams.ensure_streams).

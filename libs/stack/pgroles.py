@@ -92,6 +92,30 @@ async def bootstrap(conn: asyncpg.Connection, passwords: Mapping[str, str]) -> N
             await conn.execute(sql)
 
 
+def render_init_script() -> str:
+    """The same bootstrap as a shell script for the postgres image's /docker-entrypoint-initdb.d (first start).
+
+    Passwords come from the container's environment (``PASSWORD_ENV``), passed to psql as variables.
+    """
+    sql = ";\n".join(statements("__DATABASE__")).replace("__DATABASE__", ':"dbname"') + ";\n"
+    for role, name in PASSWORD_ENV.items():
+        sql += f"ALTER ROLE {role} WITH PASSWORD :'{name.lower()}';\n"
+    checks = "".join(f': "${{{name}:?set {name}}}"\n' for name in PASSWORD_ENV.values())
+    variables = " ".join(f'-v {name.lower()}="${name}"' for name in PASSWORD_ENV.values())
+    return (
+        "#!/bin/sh\n"
+        "# Generated from libs/stack/pgroles.py (tests/unit/test_deploy_*.py keep it in sync): one role per Stoker\n"
+        "# service that uses PostgreSQL, each owning only its schema. Run by the postgres image on the first start\n"
+        "# of an empty data volume; for an existing database run `python -m libs.stack.pgroles` (see deploy/README.md).\n"
+        "set -eu\n"
+        f"{checks}"
+        f'psql -v ON_ERROR_STOP=1 --username "$POSTGRES_USER" --dbname "${{POSTGRES_DB:-$POSTGRES_USER}}" \\\n'
+        f'    -v dbname="${{POSTGRES_DB:-$POSTGRES_USER}}" {variables} <<\'EOSQL\'\n'
+        f"{sql}"
+        "EOSQL\n"
+    )
+
+
 async def _main(env: Mapping[str, str]) -> int:
     dsn = env.get("DATABASE_URL")
     if not dsn:
