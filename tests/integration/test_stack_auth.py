@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import nats
@@ -149,29 +150,24 @@ async def test_each_service_subscribes_only_to_its_own_inbox(as_user, unique_id:
 
 async def test_postgres_refuses_no_password_and_each_role_sees_only_its_schema(database_url: str,
                                                                               unique_id: str) -> None:
+    # Roles are cluster-wide and other tests run as the superuser: this test owns a fresh database.
     from services.audit import repository as audit_repo
+    from services.audit.testing import fresh_database
     from services.gateway import repository as gateway_repo
 
-    host = database_url.split("@", 1)[1]
+    parts = urlsplit(database_url)
     with pytest.raises((asyncpg.InvalidPasswordError, asyncpg.InvalidAuthorizationSpecificationError)):
-        await asyncpg.connect(f"postgresql://postgres@{host}", timeout=5)
-    if "stoker" not in host.rsplit("/", 1)[-1]:
-        pytest.skip("needs the embedded database")
-    base, _ = database_url.rsplit("/", 1)
-    db = f"roles_{unique_id}"
-    su = await asyncpg.connect(database_url, timeout=10)
-    await su.execute(f"CREATE DATABASE {db}")
-    await su.close()
+        await asyncpg.connect(urlunsplit(parts._replace(netloc=f"postgres@{parts.hostname}:{parts.port}")), timeout=5)
+    db = await fresh_database(database_url, prefix="roles")
     passwords = {role: f"pw-{role}-{unique_id}" for role in pgroles.SCHEMAS}
-    su = await asyncpg.connect(f"{base}/{db}", timeout=10)
+    su = await asyncpg.connect(db, timeout=10)
     try:
         await pgroles.bootstrap(su, passwords)
     finally:
         await su.close()
-    creds = base.split("//", 1)[1].split("@", 1)[1]
 
     def dsn(role: str) -> str:
-        return f"postgresql://{role}:{passwords[role]}@{creds}/{db}"
+        return urlunsplit(urlsplit(db)._replace(netloc=f"{role}:{passwords[role]}@{parts.hostname}:{parts.port}"))
 
     gateway = await asyncpg.connect(dsn(pgroles.GATEWAY_ROLE), timeout=10)
     audit = await asyncpg.connect(dsn(pgroles.AUDIT_ROLE), timeout=10)
