@@ -175,7 +175,7 @@ async def test_postgres_refuses_no_password_and_each_role_sees_only_its_schema(d
         await gateway_repo.migrate(gateway)
         await audit_repo.migrate(audit)
         with pytest.raises(asyncpg.InsufficientPrivilegeError):  # password hashes stay the gateway's
-            await audit.fetch("SELECT * FROM gateway.accounts")
+            await audit.fetch("SELECT password_hash FROM gateway.users")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):  # and audit rows are the audit writer's to add
             await gateway.execute("INSERT INTO audit.cursors (stream, applied_seq) VALUES ('x', 1)")
         with pytest.raises(asyncpg.InsufficientPrivilegeError):
