@@ -25,8 +25,10 @@ USERS = (*SERVICES, ADMIN)
 PASSWORD_ENV = {user: f"NATS_{user.upper()}_PASSWORD" for user in SERVICES} | {ADMIN: "NATS_ADMIN_PASSWORD"}
 
 EVENT_STREAMS = tuple(subjects.event_stream(c) for c in subjects.CONTEXTS)
-# Declared idempotently by every service at start (libs.events.streams.ensure_streams).
+# Declared idempotently by every service at start (libs.events.streams.ensure_streams): any service may
+# create them, only the owner may change an existing one's config (which could discard its history).
 SHARED_STREAMS = (*EVENT_STREAMS, subjects.JOBS_STREAM, subjects.QUARANTINE_STREAM, f"KV_{subjects.CHECKPOINT_BUCKET}")
+COMMON_STREAMS = (subjects.QUARANTINE_STREAM, f"KV_{subjects.CHECKPOINT_BUCKET}")  # every service updates these
 
 
 def inbox_prefix(user: str) -> str:
@@ -48,9 +50,16 @@ def _api(*parts: str) -> str:
     return ".".join(("$JS.API", *parts))
 
 
-def declare(stream: str) -> list[str]:
-    """JetStream API subjects to look up, create and update one stream (never delete or purge)."""
-    return [_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream), _api("STREAM.UPDATE", stream)]
+def declare(stream: str, *, owner: bool = True) -> list[str]:
+    """JetStream API subjects to look up and create one stream, and (its ``owner``) update it; never delete
+    or purge."""
+    out = [_api("STREAM.INFO", stream), _api("STREAM.CREATE", stream)]
+    return out + [_api("STREAM.UPDATE", stream)] if owner else out
+
+
+def owns(*streams: str) -> list[str]:
+    """Updating the config of the streams a service owns."""
+    return [_api("STREAM.UPDATE", stream) for stream in streams]
 
 
 def read(stream: str) -> list[str]:
@@ -105,7 +114,7 @@ def _common(user: str) -> tuple[list[str], list[str]]:
     """What every service needs: declare the shared streams, checkpoints, quarantine, its own inbox."""
     publish = [_api("INFO"), "$JS.FC.>", subjects.QUARANTINE_SUBJECTS]
     for stream in SHARED_STREAMS:
-        publish += declare(stream)
+        publish += declare(stream, owner=stream in COMMON_STREAMS)
     publish += kv(subjects.CHECKPOINT_BUCKET)
     return publish, [f"{inbox_prefix(user)}.>"]
 
@@ -115,13 +124,14 @@ def service_permissions() -> dict[str, Permissions]:
     gen_stream, pool_stream = subjects.event_stream(subjects.GENERATION), subjects.event_stream(subjects.POOL)
     extra: dict[str, tuple[list[str], list[str], bool]] = {
         POOL: (
-            [subjects.events_filter(subjects.POOL), *read(pool_stream), *kv(subjects.LEASE_BUCKET)],
+            [subjects.events_filter(subjects.POOL), *owns(pool_stream), *read(pool_stream), *kv(subjects.LEASE_BUCKET)],
             [f"{subjects.CMD_POOL}.>"],
             True,
         ),
         GENERATION: (
             [
                 subjects.events_filter(subjects.GENERATION),
+                *owns(gen_stream, subjects.JOBS_STREAM),
                 f"{subjects.JOBS_SUBJECT}.>",
                 "progress.gen.>",
                 *(_pool_cmd(verb) for verb in ("claim", "release", "renew", "prewarm")),
@@ -136,13 +146,15 @@ def service_permissions() -> dict[str, Permissions]:
             True,
         ),
         AUDIT: (
-            [subjects.events_filter(subjects.AUDIT), *(s for stream in EVENT_STREAMS for s in read(stream))],
+            [subjects.events_filter(subjects.AUDIT), *owns(subjects.event_stream(subjects.AUDIT)),
+             *(s for stream in EVENT_STREAMS for s in read(stream))],
             [],
             False,
         ),
         GATEWAY: (
             [
                 subjects.events_filter(subjects.ACCOUNTS),
+                *owns(subjects.event_stream(subjects.ACCOUNTS)),
                 f"{subjects.CMD_POOL}.>",
                 f"{subjects.CMD_GENERATION}.>",
                 *(s for stream in EVENT_STREAMS for s in read(stream)),

@@ -89,3 +89,14 @@ def test_each_child_gets_only_its_own_credentials() -> None:
                               "AUDIT_HMAC_KEY": "k"}
     external = Endpoints(nats_url="nats://ext", database_url="postgresql://ext")
     assert external.nats_for("pool") == "nats://ext" and external.database_for("gateway") == "postgresql://ext"
+
+
+def test_only_a_streams_owner_may_change_its_config() -> None:
+    owners = {"EVENTS_POOL": natsauth.POOL, "EVENTS_GEN": natsauth.GENERATION, "JOBS": natsauth.GENERATION,
+              "EVENTS_ACCT": natsauth.GATEWAY, "EVENTS_AUDIT": natsauth.AUDIT}
+    for stream, owner in owners.items():
+        for user in natsauth.SERVICES:
+            assert _can(user, "publish", f"$JS.API.STREAM.UPDATE.{stream}") == (user == owner), (stream, user)
+            assert _can(user, "publish", f"$JS.API.STREAM.CREATE.{stream}"), "any service may declare a missing one"
+            assert not _can(user, "publish", f"$JS.API.STREAM.DELETE.{stream}")
+            assert not _can(user, "publish", f"$JS.API.STREAM.PURGE.{stream}")
