@@ -62,21 +62,26 @@ def owns(*streams: str) -> list[str]:
     return [_api("STREAM.UPDATE", stream) for stream in streams]
 
 
-def read(stream: str) -> list[str]:
-    """JetStream API subjects to read one stream: info, message get, consumers of its own, acks."""
-    return [
+def read(stream: str, *, durable: bool = False) -> list[str]:
+    """JetStream API subjects to read one stream: info, message gets, ephemeral (ordered) consumers; with
+    ``durable``, also named consumers of its own, pulled and acknowledged (the audit feeds, the job queue)."""
+    out = [
         _api("STREAM.INFO", stream),
         _api("STREAM.MSG.GET", stream),
         _api("DIRECT.GET", stream),
         _api("DIRECT.GET", stream, ">"),
         _api("CONSUMER.CREATE", stream),
-        _api("CONSUMER.CREATE", stream, ">"),
-        _api("CONSUMER.DURABLE.CREATE", stream, ">"),
         _api("CONSUMER.INFO", stream, ">"),
-        _api("CONSUMER.DELETE", stream, ">"),
-        _api("CONSUMER.MSG.NEXT", stream, ">"),
-        f"$JS.ACK.{stream}.>",
     ]
+    if durable:
+        out += [
+            _api("CONSUMER.CREATE", stream, ">"),
+            _api("CONSUMER.DURABLE.CREATE", stream, ">"),
+            _api("CONSUMER.DELETE", stream, ">"),
+            _api("CONSUMER.MSG.NEXT", stream, ">"),
+            f"$JS.ACK.{stream}.>",
+        ]
+    return out
 
 
 def kv(bucket: str, *, write: bool = True) -> list[str]:
@@ -137,7 +142,7 @@ def service_permissions() -> dict[str, Permissions]:
                 *(_pool_cmd(verb) for verb in ("claim", "release", "renew", "prewarm")),
                 *read(gen_stream),
                 *read(pool_stream),
-                *read(subjects.JOBS_STREAM),
+                *read(subjects.JOBS_STREAM, durable=True),
                 _api("STREAM.MSG.DELETE", subjects.JOBS_STREAM),
                 *kv(subjects.GEN_SECRETS_BUCKET),
                 *objects(subjects.OUTPUT_BUCKET),
@@ -147,7 +152,7 @@ def service_permissions() -> dict[str, Permissions]:
         ),
         AUDIT: (
             [subjects.events_filter(subjects.AUDIT), *owns(subjects.event_stream(subjects.AUDIT)),
-             *(s for stream in EVENT_STREAMS for s in read(stream))],
+             *(s for stream in EVENT_STREAMS for s in read(stream, durable=True))],
             [],
             False,
         ),
