@@ -126,7 +126,7 @@ async def _main(env: Mapping[str, str]) -> int:
     if missing:
         print(f"pgroles: set {', '.join(missing)}", file=sys.stderr)
         return 2
-    for attempt in range(60):  # the database may still be starting
+    for _ in range(60):  # the database may still be starting
         try:
             conn = await asyncpg.connect(dsn, timeout=10)
             break

@@ -20,8 +20,8 @@ from libs.stack.datadir import DataDirBusy, exclusive, stop_orphaned_services
 from libs.stack.keys import ADMIN_KEY_ENV, MissingSecret, Secret, StackSecrets, resolve_stack_secrets
 from libs.stack.nats import EmbeddedNats
 from libs.stack.natsauth import SERVICES as SERVICE_USERS
-from libs.stack.ports import LOOPBACK, free_port, port_accepts
 from libs.stack.pgroles import SERVICE_ROLES, bootstrap
+from libs.stack.ports import LOOPBACK, free_port, port_accepts
 from libs.stack.postgres import SUPERUSER, EmbeddedPostgres
 from libs.stack.services import discover_services, env_for, service_env, service_spec
 from libs.stack.supervisor import Supervisor, watch_server

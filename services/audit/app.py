@@ -10,11 +10,10 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import asyncpg
+import nats
 from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
-
-import nats
 
 from libs import natsconn
 from libs.events import streams, subjects

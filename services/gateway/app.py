@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 
 import asyncpg
-from aiohttp import web
-
 import nats
+from aiohttp import web
 
 from libs import natsconn
 from libs.events import streams

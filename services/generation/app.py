@@ -12,12 +12,11 @@ from datetime import datetime
 from typing import Any
 
 import msgspec
+import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
-
-import nats
 
 from libs import natsconn
 from libs.events import ConcurrencyError, Recorded, streams, subjects

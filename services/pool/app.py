@@ -16,8 +16,6 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-import nats
-
 from libs import natsconn
 from libs.events import ConcurrencyError, streams, subjects
 from libs.events import pool as ev
