@@ -66,7 +66,7 @@ class AuditService:
         """Connect, migrate (waiting for PostgreSQL), and start consuming."""
         cfg = self.config
         self.nc = await natsconn.connect(cfg.nats_url, name="stoker-audit", max_reconnect_attempts=-1,
-                                     reconnect_time_wait=0.5, error_cb=_quiet)
+                                         reconnect_time_wait=0.5, error_cb=_quiet)
         self.js = self.nc.jetstream(timeout=10)
         await streams.ensure_streams(self.js, self.config.stream_replicas)
         self.anchors = Anchors(self.js, cfg.chain)

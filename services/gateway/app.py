@@ -92,7 +92,7 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to NATS, declare the streams, and build what talks to them; drain on shutdown."""
     cfg = app[CONFIG]
     nc = await natsconn.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
-                            error_cb=_quiet)
+                                error_cb=_quiet)
     app[NATS] = nc
     js = nc.jetstream(timeout=10)
     app[JS] = js

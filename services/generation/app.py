@@ -254,7 +254,7 @@ async def _connect(url: str, stop: asyncio.Event) -> Client | None:
             log.warning("NATS at %s: %s", url, exc or type(exc).__name__)
 
     connect = asyncio.create_task(natsconn.connect(url, name="stoker-generation", max_reconnect_attempts=-1,
-                                               reconnect_time_wait=1, connect_timeout=3, error_cb=on_error))
+                                                   reconnect_time_wait=1, connect_timeout=3, error_cb=on_error))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()

@@ -202,8 +202,8 @@ async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
     """Run one pool replica until ``stop`` is set, then drain."""
     from .providers.factory import make_provider
 
-    nc = await natsconn.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), name="stoker-pool",
-                            max_reconnect_attempts=-1)
+    nc = await natsconn.connect(env.get("NATS_URL", "nats://127.0.0.1:4222"), env=env, name="stoker-pool",
+                                max_reconnect_attempts=-1)
     provider = make_provider(env)
     service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
     await service.start()
