@@ -5,6 +5,10 @@ Backends, per server:
 - `STOKER_TEST_BACKEND=containers`: testcontainers (Docker), NATS started with `-js`;
 - otherwise (default, `embedded`): libs.stack's embedded servers in throwaway dirs on free ports.
 
+The embedded servers require credentials like `stoker up`'s: NATS has one user per service (libs/stack/
+natsauth.py) and `nats_url` carries the all-permissions admin user's; PostgreSQL uses scram-sha-256 and
+`database_url` is the superuser's. `nats_user_url(name)` gives a service user's URL (skips on other backends).
+
 Fixtures: `nats_url`, `database_url` (session); `nats_server`, `postgres_server` (handles with async
 `stop()`/`start()`, restarted after each test if a test left them down); `nc`, `js`, `pg` (per test);
 `unique_id` (per test: name streams, subjects and rows with it instead of cleaning up).
@@ -14,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import sys
 import uuid
 import warnings
@@ -128,9 +133,11 @@ def _nats_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerHa
         yield server
         container.stop()
     else:
+        from libs.stack.credentials import NATS_USERS
         from libs.stack.nats import EmbeddedNats
 
-        with EmbeddedNats(tmp_path_factory.mktemp("nats"), ready_timeout=FIXTURE_TIMEOUT) as embedded:
+        users = {user: secrets.token_hex(16) for user in NATS_USERS}
+        with EmbeddedNats(tmp_path_factory.mktemp("nats"), ready_timeout=FIXTURE_TIMEOUT, users=users) as embedded:
             yield embedded
 
 
@@ -146,7 +153,7 @@ def _postgres_session(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Serv
         from libs.stack.postgres import EmbeddedPostgres
 
         pgdata = tmp_path_factory.mktemp("postgres") / "pgdata"
-        with EmbeddedPostgres(pgdata, ready_timeout=FIXTURE_TIMEOUT) as embedded:
+        with EmbeddedPostgres(pgdata, ready_timeout=FIXTURE_TIMEOUT, password=secrets.token_hex(16)) as embedded:
             yield embedded
 
 
@@ -160,6 +167,15 @@ def nats_url(_nats_session: ServerHandle) -> str:
 def database_url(_postgres_session: ServerHandle) -> str:
     """DSN of the session's PostgreSQL database."""
     return _postgres_session.url
+
+
+@pytest.fixture
+def nats_user_url(_nats_session: ServerHandle) -> Callable[[str], str]:
+    """The URL of one NATS user of the embedded server (its service's permissions); skips on other backends."""
+    url_for = getattr(_nats_session, "url_for", None)
+    if url_for is None or not getattr(_nats_session, "users", None):
+        pytest.skip("only the embedded NATS has per-service users")
+    return url_for  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+import nats.errors
 from nats.js import JetStreamContext
 from nats.js.api import (
     DiscardPolicy,
@@ -81,11 +82,26 @@ def all_stream_configs(replicas: int = 1) -> list[StreamConfig]:
     return configs + [jobs_stream_config(replicas), quarantine_stream_config(replicas)]
 
 
+# The settings Stoker chooses; a stream whose settings already match is left alone.
+_COMPARED = ("subjects", "retention", "storage", "discard", "duplicate_window", "deny_delete", "deny_purge",
+             "allow_direct", "allow_atomic", "num_replicas", "max_age")
+
+
+def config_differs(current: StreamConfig, wanted: StreamConfig) -> bool:
+    """Whether a stream's current config lacks any setting of the wanted one."""
+    return any(getattr(wanted, f, None) is not None and getattr(current, f, None) != getattr(wanted, f, None)
+               for f in _COMPARED)
+
+
 async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
-    """Create the stream, or update it to this config; never delete data."""
+    """Create the stream, or update it to this config if it differs; never delete data.
+
+    Only a stream's owning service may update it (libs/stack/natsauth.py): another service's refused
+    update times out, is logged, and leaves the stream to its owner.
+    """
     assert config.name is not None
     try:
-        await js.stream_info(config.name)
+        info = await js.stream_info(config.name)
     except NotFoundError:
         try:
             await js.add_stream(config)
@@ -93,7 +109,14 @@ async def ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
         except BadRequestError as exc:  # created concurrently by another service
             if exc.err_code != 10058:
                 raise
-    await js.update_stream(config)
+        info = await js.stream_info(config.name)
+    if not config_differs(info.config, config):
+        return
+    try:
+        await js.update_stream(config)
+    except nats.errors.TimeoutError:
+        log.warning("stream %s differs from this version's config but could not be updated (not this "
+                    "service's stream?); its owner updates it", config.name)
 
 
 async def ensure_streams(js: JetStreamContext, replicas: int = 1) -> None:

@@ -20,7 +20,11 @@ async def apply_migrations(conn: asyncpg.Connection, *, schema: str, directory: 
     applied: list[str] = []
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key)
-        await conn.execute(f"CREATE SCHEMA IF NOT EXISTS {schema}; CREATE TABLE IF NOT EXISTS {schema}.schema_migrations "
+        # A service role owns its schema (made by libs/stack/pgroles.py) without CREATE on the database,
+        # which CREATE SCHEMA IF NOT EXISTS would need even when the schema exists.
+        if not await conn.fetchval("SELECT 1 FROM pg_namespace WHERE nspname = $1", schema):
+            await conn.execute(f"CREATE SCHEMA {schema}")
+        await conn.execute(f"CREATE TABLE IF NOT EXISTS {schema}.schema_migrations "
                            "(version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
         done = {r["version"] for r in await conn.fetch(f"SELECT version FROM {schema}.schema_migrations")}
         for path in sorted(directory.glob("*.sql")):

@@ -13,6 +13,8 @@ from typing import Self
 class EmbeddedServer(ABC):
     """A server run as a child process that can be stopped and started again on the same port."""
 
+    name = "server"  # for log lines: "nats-server", "postgres"
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
@@ -26,6 +28,11 @@ class EmbeddedServer(ABC):
     def running(self) -> bool:
         """Whether the server process is alive."""
         return self._proc is not None and self._proc.poll() is None
+
+    @property
+    def exit_code(self) -> int | None:
+        """The exit code of the last process if it has exited (None while running or never started)."""
+        return self._proc.poll() if self._proc is not None else None
 
     @property
     def pid(self) -> int | None:

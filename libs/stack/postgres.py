@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -11,6 +12,7 @@ import subprocess
 import time
 import warnings
 from pathlib import Path
+from urllib.parse import quote
 
 import psutil
 
@@ -49,8 +51,22 @@ def _open_binaries_to_others() -> None:
     _binaries_opened = True
 
 
+HBA_SCRAM = (
+    "# Written by stoker (libs/stack/postgres.py) at every start: passwords only, loopback TCP only.\n"
+    "host all all 127.0.0.1/32 scram-sha-256\n"
+    "host all all ::1/128 scram-sha-256\n"
+)
+AUTH_MARKER = "stoker_auth"  # in PGDATA: a digest of the superuser password last set
+
+
 class EmbeddedPostgres(EmbeddedServer):
-    """A postgres postmaster we own as a child process; initdb once per data dir, trust auth on loopback."""
+    """A postgres postmaster we own as a child process; initdb once per data dir.
+
+    With ``password`` (what `stoker up` and the tests use), every connection authenticates with
+    scram-sha-256 and the superuser has that password; without it, loopback connections are trusted.
+    """
+
+    name = "postgres"
 
     def __init__(
         self,
@@ -63,8 +79,10 @@ class EmbeddedPostgres(EmbeddedServer):
         system_user: str | None = None,
         ready_timeout: float = 30.0,
         stop_timeout: float = 15.0,
+        password: str | None = None,
     ) -> None:
         super().__init__()
+        self.password = password
         if not _IDENTIFIER.match(database):
             raise ValueError(f"unsupported database name {database!r}")
         self.pgdata = pgdata.resolve()
@@ -81,12 +99,18 @@ class EmbeddedPostgres(EmbeddedServer):
 
     @property
     def url(self) -> str:
-        """DSN, e.g. postgresql://postgres@127.0.0.1:5432/stoker."""
-        return f"postgresql://{SUPERUSER}@{self.host}:{self.port}/{self.database}"
+        """The superuser's DSN, e.g. postgresql://postgres:<password>@127.0.0.1:5432/stoker."""
+        return self.url_for(SUPERUSER, self.password)
+
+    def url_for(self, user: str, password: str | None, database: str | None = None) -> str:
+        """A DSN for one role of this server."""
+        auth = quote(user, safe="") + (f":{quote(password, safe='')}" if password else "")
+        return f"postgresql://{auth}@{self.host}:{self.port}/{database or self.database}"
 
     dsn = url
 
-    def _run_as_user(self, argv: list[str], *, new_session: bool = False) -> subprocess.Popen[bytes]:
+    def _run_as_user(self, argv: list[str], *, new_session: bool = False, stdin: int = subprocess.DEVNULL
+                     ) -> subprocess.Popen[bytes]:
         uid = gid = None
         if self.system_user is not None:
             import pwd
@@ -97,7 +121,7 @@ class EmbeddedPostgres(EmbeddedServer):
         with open(self.log_path, "ab") as out:
             return subprocess.Popen(
                 argv,
-                stdin=subprocess.DEVNULL,
+                stdin=stdin,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 cwd=self.pgdata,
@@ -132,6 +156,27 @@ class EmbeddedPostgres(EmbeddedServer):
         code = self._run_as_user(argv).wait(120)
         if code != 0:
             raise RuntimeError(f"initdb failed with code {code}; see {self.log_path}")
+
+    def _require_passwords(self) -> None:
+        """Switch authentication to scram-sha-256 and give the superuser our password (offline, once)."""
+        if self.password is None:
+            return
+        digest = hashlib.sha256(self.password.encode()).hexdigest()
+        marker = self.pgdata / AUTH_MARKER
+        if not marker.is_file() or marker.read_text().strip() != digest:
+            # Single-user mode: no server listens while the password changes; it never appears in argv.
+            argv = [_bin("postgres"), "--single", "-D", str(self.pgdata), "-c", "password_encryption=scram-sha-256",
+                    "postgres"]
+            proc = self._run_as_user(argv, stdin=subprocess.PIPE)
+            assert proc.stdin is not None
+            proc.stdin.write(f"ALTER ROLE {SUPERUSER} WITH PASSWORD '{self.password.replace(chr(39), chr(39) * 2)}';\n"
+                             .encode())
+            proc.stdin.close()
+            if proc.wait(60) != 0:
+                raise RuntimeError(f"setting the PostgreSQL superuser password failed; see {self.log_path}")
+            marker.write_text(digest + "\n")
+            marker.chmod(0o600)
+        (self.pgdata / "pg_hba.conf").write_text(HBA_SCRAM)
 
     def _clear_stale_pid_file(self) -> None:
         """Stop our own orphaned postmaster from a crashed run, or drop a pid file nobody owns."""
@@ -178,6 +223,8 @@ class EmbeddedPostgres(EmbeddedServer):
         argv = [_bin("psql"), "-X", "-q", "-tA", "-v", "ON_ERROR_STOP=1", "-h", self.host, "-p", str(self.port)]
         argv += ["-U", SUPERUSER, "-d", database, "-c", sql]
         env = {"PATH": os.environ.get("PATH", ""), "PGCONNECT_TIMEOUT": "10"}
+        if self.password is not None:
+            env["PGPASSWORD"] = self.password
         done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env=env, check=False)
         if done.returncode != 0:
             raise RuntimeError(f"psql failed: {done.stderr.strip()}")
@@ -192,7 +239,10 @@ class EmbeddedPostgres(EmbeddedServer):
         self._prepare_dir()
         self._initdb()
         self._clear_stale_pid_file()
+        self._require_passwords()
         argv = [_bin("postgres"), "-D", str(self.pgdata), "-h", self.host, "-p", str(self.port), "-k", ""]
+        if self.password is not None:
+            argv += ["-c", "password_encryption=scram-sha-256"]
         # Own session: a Ctrl-C in the terminal reaches `stoker up`, which stops us last.
         proc = self._run_as_user(argv, new_session=True)
         self._proc = proc

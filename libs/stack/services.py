@@ -82,6 +82,25 @@ def service_env(
     return env
 
 
+# What each service may be given beyond the common settings (each child only its own credentials).
+DATABASE_USERS = ("gateway", "audit")
+AUDIT_KEY_USERS = ("audit", "gateway")  # the gateway verifies the chain until that moves to audit (issue 13)
+NO_NATS = (SIM,)
+
+
+def env_for(name: str, common: Mapping[str, str], *, nats_url: str | None, database_url: str | None
+            ) -> dict[str, str]:
+    """One service's environment: the common one with only the credentials and keys it uses."""
+    env = {k: v for k, v in common.items() if k not in ("NATS_URL", "DATABASE_URL", "AUDIT_HMAC_KEY")}
+    if nats_url and name not in NO_NATS:
+        env["NATS_URL"] = nats_url
+    if database_url and name in DATABASE_USERS:
+        env["DATABASE_URL"] = database_url
+    if name in AUDIT_KEY_USERS and common.get("AUDIT_HMAC_KEY"):
+        env["AUDIT_HMAC_KEY"] = common["AUDIT_HMAC_KEY"]
+    return env
+
+
 def service_spec(name: str, env: Mapping[str, str], *, sim_port: int | None = None) -> ServiceSpec:
     """How to run one service: `python -m services.<name>`, the simulator with its port."""
     argv: tuple[str, ...] = (sys.executable, "-m", f"services.{name}")

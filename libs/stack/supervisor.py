@@ -8,6 +8,10 @@ import os
 import signal
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from libs.stack.base import EmbeddedServer
 
 log = logging.getLogger("stoker.supervisor")
 
@@ -126,3 +130,36 @@ class Supervisor:
                 log.warning("service %s did not stop within %.1fs; killing it", name, self.stop_timeout)
                 _signal_group(proc.pid, signal.SIGKILL)
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def watch_server(server: EmbeddedServer, stopping: asyncio.Event, *, every: float = 0.5,
+                       backoff: Backoff = Backoff(initial=0.5, cap=10.0)) -> None:
+    """Restart an embedded server (NATS, PostgreSQL) whenever it dies, until ``stopping`` is set.
+
+    Each restart is logged and awaited until the server accepts connections again; repeated failures
+    back off like a service's restarts.
+    """
+    loop = asyncio.get_running_loop()
+    delay: float | None = None
+    started = loop.time()
+    while not stopping.is_set():
+        if server.running:
+            try:
+                await asyncio.wait_for(stopping.wait(), every)
+            except TimeoutError:
+                pass
+            continue
+        delay = backoff.next_delay(delay, loop.time() - started)
+        log.warning("%s exited with code %s; restarting in %.1fs", server.name, server.exit_code, delay)
+        try:
+            await asyncio.wait_for(stopping.wait(), delay)
+            return
+        except TimeoutError:
+            pass
+        started = loop.time()
+        try:
+            await server.start()
+        except Exception as exc:  # logged; the next round tries again after a longer delay
+            log.error("%s did not come back: %s", server.name, exc)
+            continue
+        log.info("%s restarted and ready (pid %s)", server.name, server.pid)

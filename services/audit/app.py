@@ -15,6 +15,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from libs import natsconn
 from libs.events import streams, subjects
 from libs.events.audit import CHAIN
 from libs.events.quarantine import Quarantine
@@ -65,8 +66,8 @@ class AuditService:
     async def start(self) -> None:
         """Connect, migrate (waiting for PostgreSQL), and start consuming."""
         cfg = self.config
-        self.nc = await nats.connect(cfg.nats_url, name="stoker-audit", max_reconnect_attempts=-1,
-                                     reconnect_time_wait=0.5, error_cb=_quiet)
+        self.nc = await natsconn.connect(cfg.nats_url, name="stoker-audit", max_reconnect_attempts=-1,
+                                         reconnect_time_wait=0.5, error_cb=_quiet)
         self.js = self.nc.jetstream(timeout=10)
         await streams.ensure_streams(self.js, self.config.stream_replicas)
         self.anchors = Anchors(self.js, cfg.chain)

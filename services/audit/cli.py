@@ -81,8 +81,7 @@ def run_verify(args: argparse.Namespace, env: Mapping[str, str] = os.environ) ->
 async def verify_from(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
     """Connect as configured and verify."""
     import asyncpg
-    import nats
-
+    from libs import natsconn
     from services.audit.check import verify_audit
     from services.audit.config import DEFAULT_STREAMS, ConfigError, keyring_from
 
@@ -93,7 +92,7 @@ async def verify_from(args: argparse.Namespace, env: Mapping[str, str]) -> Any:
         raise ConfigError("--database-url/DATABASE_URL and --nats-url/NATS_URL are required")
     chain = args.chain or env.get("AUDIT_CHAIN") or "main"
     streams = args.streams or [s for s in env.get("AUDIT_STREAMS", "").split(",") if s] or list(DEFAULT_STREAMS)
-    nc = await nats.connect(nats_url, name="stoker-audit-verify")
+    nc = await natsconn.connect(nats_url, name="stoker-audit-verify")
     try:
         conn = await asyncpg.connect(dsn, timeout=10)
         try:

@@ -16,6 +16,7 @@ import asyncpg
 import nats
 from aiohttp import web
 
+from libs import natsconn
 from libs.events import streams
 from libs.events.store import EventStore, utc_now
 from libs.observability.web import trace_middleware
@@ -95,8 +96,8 @@ async def _quiet(exc: Exception) -> None:
 async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     """Connect to NATS, declare the streams, and build what talks to them; drain on shutdown."""
     cfg = app[CONFIG]
-    nc = await nats.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
-                            error_cb=_quiet)
+    nc = await natsconn.connect(cfg.nats_url, name="stoker-gateway", max_reconnect_attempts=-1, reconnect_time_wait=1,
+                                error_cb=_quiet)
     app[NATS] = nc
     js = nc.jetstream(timeout=10)
     app[JS] = js

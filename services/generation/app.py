@@ -18,6 +18,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
 
+from libs import natsconn
 from libs.events import ConcurrencyError, Recorded, streams, subjects
 from libs.events import generation as ev
 from libs.events.projector import Projection, Projector
@@ -252,8 +253,8 @@ async def _connect(url: str, stop: asyncio.Event) -> Client | None:
             last[0] = now
             log.warning("NATS at %s: %s", url, exc or type(exc).__name__)
 
-    connect = asyncio.create_task(nats.connect(url, name="stoker-generation", max_reconnect_attempts=-1,
-                                               reconnect_time_wait=1, connect_timeout=3, error_cb=on_error))
+    connect = asyncio.create_task(natsconn.connect(url, name="stoker-generation", max_reconnect_attempts=-1,
+                                                   reconnect_time_wait=1, connect_timeout=3, error_cb=on_error))
     stopped = asyncio.create_task(stop.wait())
     await asyncio.wait({connect, stopped}, return_when=asyncio.FIRST_COMPLETED)
     stopped.cancel()

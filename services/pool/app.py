@@ -10,13 +10,14 @@ import socket
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
-import nats
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from libs import natsconn
 from libs.events import ConcurrencyError, streams, subjects
 from libs.events import pool as ev
 from libs.events.checkpoints import KeyValueCheckpoints
@@ -96,7 +97,7 @@ class PoolService:
         self.reconciler = Reconciler(self.writer, provider, self.probe, clock=clock, secrets=self._env,
                                      settings=planner.Settings(listing_grace_s=config.listing_grace_s,
                                                                rent_grace_s=config.rent_grace_s),
-                                     metrics=self.metrics)
+                                     metrics=self.metrics, connected=lambda: nc.is_connected)
         self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
@@ -212,21 +213,24 @@ class PoolService:
             await closer()
 
 
-async def connect_nats(url: str, **options: Any) -> Client:
-    """Connect for good: reconnect forever, one throttled line (not a traceback) per outage."""
-    async def reconnected() -> None:
-        log.info("NATS at %s: reconnected", url)
+async def connect_nats(url: str, env: Mapping[str, str], **options: Any) -> Client:
+    """Connect for good (with this service's credentials): reconnect forever, one throttled line (not a
+    traceback) per outage."""
+    where = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl() if "@" in url else url
 
-    return await nats.connect(url, name="stoker-pool", max_reconnect_attempts=-1,
-                              error_cb=logs.throttled_errors(log, f"NATS at {url}"), reconnected_cb=reconnected,
-                              **options)
+    async def reconnected() -> None:
+        log.info("NATS at %s: reconnected", where)
+
+    return await natsconn.connect(url, env=env, name="stoker-pool", max_reconnect_attempts=-1,
+                                  error_cb=logs.throttled_errors(log, f"NATS at {where}"),
+                                  reconnected_cb=reconnected, **options)
 
 
 async def run(env: Mapping[str, str], stop: asyncio.Event) -> None:
     """Run one pool replica until ``stop`` is set, then drain."""
     from .providers.factory import make_provider
 
-    nc = await connect_nats(env.get("NATS_URL", "nats://127.0.0.1:4222"))
+    nc = await connect_nats(env.get("NATS_URL", "nats://127.0.0.1:4222"), env)
     provider = make_provider(env)
     service = PoolService(nc, nc.jetstream(), provider, config=service_config(env), env=env)
     await service.start()

@@ -8,8 +8,11 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Literal
 
-from libs.events import NEW, ConcurrencyError, Metadata
+import nats.errors
+
+from libs.events import NEW, ConcurrencyError, Metadata, Position
 from libs.events import pool as ev
 from libs.observability import tracing
 
@@ -17,6 +20,7 @@ from . import planner
 from . import view as v
 from .instance import Instance
 from .metrics import PoolMetrics
+from .outbox import CONFIG, Outbox, is_safety
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
@@ -26,6 +30,12 @@ from .writer import PoolWriter
 
 log = logging.getLogger(__name__)
 SYSTEM = Metadata(actor="pool")
+Outcome = Literal["written", "conflict", "queued", "waiting", "dropped"]
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether an append failed because NATS is away (not because the aggregate changed)."""
+    return isinstance(exc, nats.errors.Error | TimeoutError | OSError) and not isinstance(exc, ConcurrencyError)
 
 
 # Other names people use for the model tokens (the seed's HUGGINGFACE_HUB_TOKEN among them).
@@ -78,8 +88,12 @@ class Reconciler:
 
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
-                 secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None,
+                 connected: Callable[[], bool] = lambda: True) -> None:
         self.writer = writer
+        self.connected = connected  # is NATS reachable right now (nc.is_connected)
+        self.outbox = Outbox()  # safety decisions taken while it was not
+        self._destroyed_offline: set[str] = set()
         self.metrics = metrics or PoolMetrics()
         self.provider = provider
         self.probe = probe
@@ -92,7 +106,11 @@ class Reconciler:
         self.last_error: str | None = None
 
     async def run_once(self) -> planner.Plan:
-        """One full pass."""
+        """One full pass (from the last known view while NATS is away: see outbox.py)."""
+        if len(self.outbox) and self.connected():
+            await self.outbox.flush(self.writer, SYSTEM)
+            if not len(self.outbox):
+                self._destroyed_offline.clear()
         try:
             listed: list[ProviderInstance] | None = await self.provider.list_instances()
         except ProviderError as exc:
@@ -108,16 +126,22 @@ class Reconciler:
 
     async def _apply(self, view: v.PoolView, plan: planner.Plan) -> None:
         if plan.config_events:
-            await self._safe(self.writer.config(plan.config_events, SYSTEM))
+            await self._record(CONFIG, plan.config_events, None)
+        destroy = {i.id: i for i in plan.destroy}
         for instance_id, events in plan.events.items():
             inst = view.instances[instance_id]
-            await self._safe(self.writer.instance(instance_id, events, inst.position, SYSTEM))
-        for p in plan.orphans:
+            outcome = await self._record(instance_id, events, inst.position)
+            if outcome in ("queued", "waiting") and any(isinstance(e, ev.TerminateRequested) for e in events):
+                destroy[inst.id] = inst  # NATS is away: terminate now, the event follows when it is back
+        offline = bool(len(self.outbox)) or not self.connected()
+        if offline:
+            destroy = {k: i for k, i in destroy.items() if k not in self._destroyed_offline}
+        for p in plan.orphans if not offline else ():
             await self._adopt_orphan(view.pool_id, p)
-        await asyncio.gather(*(self._destroy(i) for i in plan.destroy),
+        await asyncio.gather(*(self._destroy(i, offline) for i in destroy.values()),
                              *(self._confirm_gone(i) for i in plan.confirm_gone),
                              *(self._probe(i) for i in plan.probe))
-        if plan.rent:
+        if plan.rent and not offline:  # a rental must be recorded before it is made
             await self.rent(plan.rent, key=f"reconcile:{view.seq}", meta=SYSTEM)
         elif not plan.config_events:
             await self._settled()
@@ -143,11 +167,41 @@ class Reconciler:
             log.info("pool problem %s cleared", code)
             await self._safe(self.writer.config([ev.ProblemCleared(pool_id=view.pool_id, code=code)], SYSTEM))
 
+    async def _record(self, key: str, events: list[ev.Event], expected: Position | None) -> Outcome:
+        """Append decided events to an instance (or, with CONFIG, the pool config); keep safety ones for later
+        when NATS is away."""
+        if key in self.outbox:
+            return "waiting"
+        if self.connected():
+            try:
+                if key == CONFIG:
+                    await self.writer.config(events, SYSTEM)
+                else:
+                    assert expected is not None
+                    await self.writer.instance(key, events, expected, SYSTEM)
+                return "written"
+            except ConcurrencyError as exc:
+                log.info("reconcile: %s changed meanwhile; next pass decides again", exc.subject)
+                return "conflict"
+            except Exception as exc:
+                if not unavailable(exc):
+                    raise
+        if not is_safety(events):
+            return "dropped"  # decided again from the view once NATS is back
+        self.outbox.add(key, events, expected)
+        log.warning("NATS unavailable: acting on the last known state for %s; its events are recorded when it "
+                    "is back", key or "the pool config")
+        return "queued"
+
     async def _safe(self, write: object) -> None:
         try:
             await write  # type: ignore[misc]
         except ConcurrencyError as exc:
             log.info("reconcile: %s changed meanwhile; next pass decides again", exc.subject)
+        except Exception as exc:
+            if not unavailable(exc):
+                raise
+            log.info("reconcile: NATS unavailable (%s); next pass decides again", type(exc).__name__)
 
     async def _adopt_orphan(self, pool_id: str, p: ProviderInstance) -> None:
         instance_id = f"orphan-{p.provider_id}"
@@ -161,17 +215,26 @@ class Reconciler:
         if await self._destroy_id(p.provider_id):
             await self._confirmed_gone(instance_id, p.provider_id)
 
-    async def _destroy(self, inst: Instance) -> None:
-        if inst.provider_id and await self._destroy_id(inst.provider_id):
+    async def _destroy(self, inst: Instance, offline: bool = False) -> None:
+        if not inst.provider_id:
+            return
+        gone = await self._destroy_id(inst.provider_id)
+        if gone is None:
+            return
+        if offline:
+            self._destroyed_offline.add(inst.id)
+            log.warning("terminated instance %s (%s) while NATS is away", inst.id, inst.provider_id)
+        elif gone:
             await self._confirmed_gone(inst.id, inst.provider_id)
 
-    async def _destroy_id(self, provider_id: str) -> bool:
-        """Send the destroy; True when the provider answered the instance is already gone."""
+    async def _destroy_id(self, provider_id: str) -> bool | None:
+        """Send the destroy: True when the provider answered the instance is already gone, False when the
+        destroy was sent, None when it failed (retried next pass)."""
         try:
             return await self.provider.destroy_instance(provider_id) is True
         except ProviderError as exc:
             log.warning("destroy of %s failed (%s); retrying next pass", provider_id, exc)
-            return False
+            return None
 
     async def _confirmed_gone(self, instance_id: str, provider_id: str) -> None:
         """The provider said "already gone" to a destroy: one such answer confirms the termination."""
@@ -198,8 +261,8 @@ class Reconciler:
             reason = inst.terminate_reason  # type: ignore[assignment]
         else:
             log.warning("instance %s (%s) vanished at the provider", inst.id, inst.provider_id)
-        await self._safe(self.writer.instance(inst.id, [ev.Terminated(
-            pool_id=inst.pool_id, reason=reason, provider_id=inst.provider_id)], inst.position, SYSTEM))
+        await self._record(inst.id, [ev.Terminated(pool_id=inst.pool_id, reason=reason, provider_id=inst.provider_id)],
+                           inst.position)
 
     async def _probe(self, inst: Instance) -> None:
         now = time.monotonic()

@@ -32,10 +32,11 @@ class PoolWriter:
         agg = Aggregate(subjects.POOL, ev.INSTANCE, instance_id)
         return await self._append(agg, events, expected, meta, event_ids)
 
-    async def config(self, events: Sequence[ev.Event], meta: Metadata) -> list[Recorded]:
+    async def config(self, events: Sequence[ev.Event], meta: Metadata,
+                     event_ids: Sequence[str] | None = None) -> list[Recorded]:
         """Append to the pool's config aggregate at the view's current config position."""
         agg = Aggregate(subjects.POOL, ev.CONFIG, self.view.pool_id)
-        return await self._append(agg, events, self.view.config_position, meta, None)
+        return await self._append(agg, events, self.view.config_position, meta, event_ids)
 
     async def _append(self, agg: Aggregate, events: Sequence[ev.Event], expected: Position, meta: Metadata,
                       event_ids: Sequence[str] | None) -> list[Recorded]:

@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+from datetime import datetime, timedelta, timezone
 
 import httpx
 import pytest
@@ -280,3 +281,47 @@ async def test_stuck_loading_times_out_and_a_vanished_instance_is_marked_lost(nc
         lost = await eventually(lambda: svc.view.instances[iid].phase == "terminated" and svc.view.instances[iid])
         assert lost.terminate_reason == "provider_lost"
         assert billing_ids(await sim_state(sim)) == set()
+
+
+async def test_budget_breach_while_nats_is_down_terminates_and_is_recorded_afterwards(nc, js, nats_server) -> None:
+    today = datetime.now(timezone.utc).replace(hour=1, minute=0, second=0, microsecond=0)
+    now = [today]  # the pool's clock: 01:00 today, moved by the test
+    sim = await start_sim(SimConfig(**FAST_SIM))
+    provider = VastAIProvider("sim-key", sim.url, retries=8)
+    pool_id = "o" + new_id().replace("-", "")[-12:]
+    # A long lease: the leader keeps acting on its last known state for its TTL while NATS is down.
+    config = ServiceConfig(pool_id=pool_id, replica="r0", reconcile_interval_s=0.2, leader_ttl_s=30.0,
+                           listing_grace_s=3.0, rent_grace_s=4.0)
+    svc = PoolService(nc, js, provider, config=config, clock=lambda: now[0])
+    try:
+        await svc.start()
+        await svc.commands.configure(api.ConfigureRequest(changes={**FAST_READINESS, "desired_size": 1}))
+        inst = await eventually(lambda: next((i for i in svc.view.instances.values() if i.phase == "ready"), None),
+                                timeout=30)
+        await svc.commands.configure(api.ConfigureRequest(changes={"spend_caps": {"max_per_day": inst.dph * 5}}))
+        assert billing_ids(await sim_state(sim)) == {inst.provider_id}
+
+        await nats_server.stop()
+        now[0] = today + timedelta(hours=10)  # ten hours at inst.dph: twice the daily cap
+        await eventually(lambda: not nc.is_connected, timeout=10)
+        # Terminated at the provider from the last known state, with NATS still down.
+        async def gone() -> bool:
+            return billing_ids(await sim_state(sim)) == set()
+
+        await eventually(gone, timeout=15)
+        assert not nc.is_connected and len(svc.reconciler.outbox) >= 1
+        assert svc.view.instances[inst.id].phase == "ready"  # nothing could be recorded yet
+
+        await nats_server.start()
+        await eventually(lambda: svc.view.instances[inst.id].phase == "terminated", timeout=30)
+        assert svc.view.safe_mode and len(svc.reconciler.outbox) == 0
+        events = [r.event for r in await pool_events(js, pool_id)]
+        safe = [e for e in events if isinstance(e, ev.SafeModeChanged)]
+        assert safe and safe[0].enabled and safe[0].reason == "budget_day"
+        ended = [e for e in events if isinstance(e, ev.TerminateRequested | ev.Terminated)]
+        assert [type(e) for e in ended] == [ev.TerminateRequested, ev.Terminated]
+        assert ended[0].reason == ended[1].reason == "budget"
+    finally:
+        await svc.stop()
+        await provider.aclose()
+        await sim.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -178,4 +179,40 @@ def test_a_killed_stoker_up_leaves_nothing_behind_the_next_one(start_up: Callabl
     alive = wait_gone(orphans, timeout=5)
     assert not alive, f"orphans still running: {alive}"
     assert _ready(up.readyz()), up.output()
+    _stopped_cleanly(up, signal.SIGINT)
+
+
+def _pool_command_works(up: Up, admin_key: str, idle: float) -> bool:
+    """A pool configuration change: gateway -> NATS -> pool -> JetStream -> the gateway's projection."""
+    try:
+        resp = httpx.put(f"http://127.0.0.1:{up.port}/api/v1/pool/config", json={"idle_timeout_s": idle},
+                         headers={"X-Admin-Api-Key": admin_key}, timeout=5)
+        return resp.status_code == 200 and resp.json()["idle_timeout_s"] == idle
+    except (httpx.HTTPError, ValueError, KeyError):
+        return False
+
+
+def test_nats_and_postgres_require_credentials_and_come_back_after_sigkill(start_up: Callable[..., Up]) -> None:
+    up = start_up("--services", "pool.sim,pool,gateway")
+    up.wait_up()
+    admin_key = (up.data_dir / "admin_key").read_text().strip()
+    assert _ready(up.readyz()), up.output()
+    creds = up.data_dir / "credentials.json"
+    assert stat.S_IMODE(creds.stat().st_mode) == 0o600
+    assert stat.S_IMODE((up.data_dir / "nats" / "nats.conf").stat().st_mode) == 0o600
+    passwords = json.loads(creds.read_text())
+    env = up.gateway().environ()  # the gateway's own user and role, nothing of the others'
+    assert env["NATS_URL"].startswith(f"nats://gateway:{passwords['nats']['gateway']}@")
+    assert env["DATABASE_URL"].startswith(f"postgresql://stoker_gateway:{passwords['postgres']['stoker_gateway']}@")
+    assert not any(p in " ".join(env.values()) for p in (passwords["nats"]["pool"], passwords["postgres"]["postgres"]))
+
+    for name in ("nats-server", "postgres"):
+        server = next(p for p in psutil.Process(up.proc.pid).children() if p.name() == name)
+        server.kill()
+        _wait(f"{name}'s restart", lambda name=name: f"{name} exited with code -9; restarting" in up.output(), 10)
+        _wait(f"{name} to be ready", lambda name=name: f"{name} restarted and ready" in up.output(), 40)
+        _wait("the gateway to be ready again", lambda: _ready(up.readyz()), 30)
+        idle = 600.0 + len(name)
+        _wait("a pool command to go through", lambda idle=idle: _pool_command_works(up, admin_key, idle), 30)
+        assert next(p for p in psutil.Process(up.proc.pid).children() if p.name() == name).pid != server.pid
     _stopped_cleanly(up, signal.SIGINT)

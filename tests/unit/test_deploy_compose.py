@@ -111,7 +111,12 @@ def test_env_example_holds_no_usable_secret() -> None:
     assert admin_key_problem(values["STOKER_ADMIN_KEY"]), "the example admin key must be one the gateway refuses"
     assert values["AUDIT_HMAC_KEY"] == "" and values["POSTGRES_PASSWORD"] == "", "must be left for the user"
     compose = COMPOSE.read_text(encoding="utf-8")
-    for required in ("AUDIT_HMAC_KEY", "POSTGRES_PASSWORD", "STOKER_ADMIN_KEY"):
+    from libs.stack.natsauth import PASSWORD_ENV
+    from libs.stack.pgroles import PASSWORD_ENV as DB_PASSWORD_ENV
+
+    credentials = (*PASSWORD_ENV.values(), *DB_PASSWORD_ENV.values())
+    assert all(values[name] == "" for name in credentials), "NATS and database passwords are left for the user"
+    for required in ("AUDIT_HMAC_KEY", "POSTGRES_PASSWORD", "STOKER_ADMIN_KEY", *credentials):
         assert f"${{{required}:?" in compose, f"compose must refuse to start without {required}"
 
 
@@ -206,9 +211,16 @@ def nats_server() -> str:
 
 
 def test_nats_config_is_valid_and_fsyncs_every_write() -> None:
+    from libs.stack.natsauth import PASSWORD_ENV
+
     conf = DEPLOY / "nats" / "nats-server.conf"
-    result = subprocess.run([nats_server(), "-t", "-c", str(conf)], check=False, capture_output=True, text=True, timeout=10)
+    passwords = {name: f"pw-{name.lower()}" for name in PASSWORD_ENV.values()}
+    result = subprocess.run([nats_server(), "-t", "-c", str(conf)], check=False, capture_output=True, text=True, timeout=10,
+                            env={**os.environ, **passwords})
     assert result.returncode == 0, result.stderr
+    unset = subprocess.run([nats_server(), "-t", "-c", str(conf)], check=False, capture_output=True, text=True, timeout=10,
+                           env={k: v for k, v in os.environ.items() if k not in passwords})
+    assert unset.returncode != 0 and "NATS_" in unset.stderr, "the passwords must come from the environment"
     text = conf.read_text(encoding="utf-8")
     assert re.search(r"^\s*sync_interval:\s*always\s*$", text, re.MULTILINE)
     assert re.search(r"^\s*http_port:\s*8222\s*$", text, re.MULTILINE), "the compose health check uses port 8222"
@@ -229,3 +241,48 @@ def test_entrypoint_runs_the_named_module_and_refuses_other_names() -> None:
         refused = run_entrypoint(bad)
         assert refused.returncode == 64, f"{bad!r} was not refused"
     assert run_entrypoint().returncode == 64
+
+
+def test_nats_users_in_the_config_are_the_ones_stoker_up_uses() -> None:
+    from libs.stack.natsauth import PASSWORD_ENV, USERS, render_authorization
+
+    text = (DEPLOY / "nats" / "nats-server.conf").read_text(encoding="utf-8")
+    expected = render_authorization({user: "$" + PASSWORD_ENV[user] for user in USERS})
+    assert expected in text, "regenerate the authorization block from libs/stack/natsauth.py"
+
+
+@pytest.mark.parametrize("view", VIEWS)
+def test_each_service_connects_with_its_own_credentials_only(view: str) -> None:
+    from libs.stack.natsauth import PASSWORD_ENV, SERVICES
+    from libs.stack.pgroles import PASSWORD_ENV as DB_PASSWORD_ENV
+    from libs.stack.pgroles import SERVICE_ROLES
+
+    compose = merged(*VIEWS[view])
+    nats_env = compose["services"]["nats"]["environment"]
+    assert set(PASSWORD_ENV.values()) <= set(nats_env), "nats-server needs every user's password"
+    for name, spec in stoker_services(compose).items():
+        env, service = spec.get("environment") or {}, spec["command"][0]
+        if service not in SERVICES:
+            assert "NATS_URL" not in env and "DATABASE_URL" not in env, f"{name} uses neither NATS nor PostgreSQL"
+            continue
+        url = env["NATS_URL"]
+        assert url.startswith(f"nats://{service}:${{{PASSWORD_ENV[service]}:?"), f"{name}: NATS_URL is not its own user"
+        assert variables(url) == {PASSWORD_ENV[service]}
+        role = SERVICE_ROLES.get(service)
+        if role is None:
+            assert "DATABASE_URL" not in env, f"{name} has no business in the database"
+            continue
+        dsn = env["DATABASE_URL"]
+        assert dsn.startswith(f"postgresql://{role}:${{{DB_PASSWORD_ENV[role]}:?"), f"{name}: not its own role"
+        assert "POSTGRES_PASSWORD" not in variables(dsn), f"{name} must not connect as the superuser"
+
+
+def test_postgres_creates_the_service_roles_on_first_start() -> None:
+    from libs.stack.pgroles import PASSWORD_ENV, render_init_script
+
+    script = DEPLOY / "postgres" / "init-roles.sh"
+    assert script.read_text(encoding="utf-8") == render_init_script(), "regenerate from libs/stack/pgroles.py"
+    postgres = load(COMPOSE)["services"]["postgres"]
+    assert "./postgres/init-roles.sh:/docker-entrypoint-initdb.d/10-stoker-roles.sh:ro" in postgres["volumes"]
+    assert set(PASSWORD_ENV.values()) <= set(postgres["environment"])
+    assert subprocess.run(["sh", "-n", str(script)], check=False).returncode == 0

@@ -198,3 +198,96 @@ def test_nats_values_make_a_3_node_jetstream_cluster_that_fsyncs(tmp_path: Path)
     path.write_text(conf, encoding="utf-8")
     result = subprocess.run([server, "-t", "-c", str(path)], check=False, capture_output=True, text=True, timeout=10)
     assert result.returncode == 0, result.stderr
+
+
+def _policies_for(docs: tuple[dict[str, Any], ...], labels: dict[str, str], kind: str) -> list[dict[str, Any]]:
+    """The NetworkPolicies of one policy type that select pods with these labels."""
+    def matches(selector: dict[str, Any]) -> bool:
+        ok = selects(selector.get("matchLabels") or {}, labels)
+        for expr in selector.get("matchExpressions") or []:
+            assert expr["operator"] == "In", "only In expressions are checked here"
+            ok = ok and labels.get(expr["key"]) in expr["values"]
+        return ok
+
+    return [p for p in by_kind(docs, "NetworkPolicy").values()
+            if kind in p["spec"]["policyTypes"] and matches(p["spec"]["podSelector"])]
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_network_policies_deny_by_default_and_open_only_what_is_used(target: str) -> None:
+    docs = render(target)
+    policies = by_kind(docs, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {} and set(deny["policyTypes"]) == {"Ingress", "Egress"} and not deny.get("ingress")
+    for name, labels in pod_labels(docs).items():
+        component = labels.get("app.kubernetes.io/component")
+        ingress = [r for p in _policies_for(docs, labels, "Ingress") for r in p["spec"].get("ingress") or []]
+        egress = [r for p in _policies_for(docs, labels, "Egress") for r in p["spec"].get("egress") or []]
+        if component == "gateway":
+            assert ingress and all(port["port"] == "http" for r in ingress for port in r["ports"]), name
+        elif component == "database":
+            allowed = {v for r in ingress for peer in r["from"] for e in peer["podSelector"]["matchExpressions"]
+                       for v in e["values"]}
+            assert allowed == {"gateway", "audit"}, f"{name}: only the gateway and the audit writer use the database"
+        else:
+            assert not ingress, f"{name} serves nothing: no ingress"
+        open_egress = any(not r for r in egress)
+        assert open_egress == (component in ("pool", "generation")), f"{name}: unrestricted egress is for GPU hosts only"
+        ports = {port["port"] for r in egress for port in r.get("ports") or []}
+        if component in ("pool", "generation", "audit", "gateway"):
+            assert 4222 in ports, f"{name} must reach NATS"
+        assert (5432 in ports) == (component in ("gateway", "audit")), f"{name}: database egress"
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_service_connects_with_its_own_nats_user_and_database_role(target: str) -> None:
+    from libs.stack.natsauth import PASSWORD_ENV, SERVICES
+
+    docs = render(target)
+    config = by_kind(docs, "ConfigMap")["stoker-config"]["data"]
+    assert "@" not in config["NATS_URL"], "credentials belong in the Secret, not the ConfigMap"
+    for name, workload in by_kind(docs, "Deployment").items():
+        for c in workload["spec"]["template"]["spec"]["containers"]:
+            service = c["args"][0]
+            env = {e["name"]: e for e in c.get("env") or []}
+            assert service in SERVICES, name
+            assert env["NATS_USER"]["value"] == service
+            assert env["NATS_PASSWORD"]["valueFrom"]["secretKeyRef"]["key"] == PASSWORD_ENV[service]
+            if service in ("gateway", "audit"):
+                assert env["DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == f"{service.upper()}_DATABASE_URL"
+            else:
+                assert "DATABASE_URL" not in env, f"{name} has no business in the database"
+    secret = by_kind(render("base"), "Secret")["stoker-secrets"]["stringData"]
+    assert "DATABASE_URL" not in secret, "no shared (superuser) DSN"
+    assert secret["GATEWAY_DATABASE_URL"].startswith("postgresql://stoker_gateway:")
+    assert secret["AUDIT_DATABASE_URL"].startswith("postgresql://stoker_audit:")
+
+
+def test_nats_values_give_each_service_the_users_stoker_up_uses() -> None:
+    from libs.stack.natsauth import PASSWORD_ENV, USERS, service_permissions
+
+    values = yaml.safe_load((K8S / "nats-values.yaml").read_text(encoding="utf-8"))
+    users = {u["user"]: u for u in values["config"]["merge"]["authorization"]["users"]}
+    assert set(users) == set(USERS)
+    for name, perms in service_permissions().items():
+        got = users[name]
+        assert got["password"] == f"<< ${PASSWORD_ENV[name]} >>", "the password comes from the server's environment"
+        assert got["permissions"]["publish"]["allow"] == list(perms.publish), f"{name}: regenerate from natsauth.py"
+        assert got["permissions"]["subscribe"]["allow"] == list(perms.subscribe), name
+        assert got["permissions"].get("allow_responses", False) == perms.responds, name
+    env = values["container"]["env"]
+    assert {k: v["valueFrom"]["secretKeyRef"]["key"] for k, v in env.items()} == {v: v for v in PASSWORD_ENV.values()}
+
+
+def test_in_cluster_postgres_creates_the_service_roles() -> None:
+    from libs.stack.pgroles import PASSWORD_ENV, render_init_script
+
+    assert (K8S / "postgres" / "init-roles.sh").read_text(encoding="utf-8") == render_init_script()
+    docs = render("overlays/with-postgres")
+    secret = by_kind(docs, "Secret")["postgres-credentials"]["stringData"]
+    assert set(PASSWORD_ENV.values()) <= set(secret)
+    pod = by_kind(docs, "StatefulSet")["postgres"]["spec"]["template"]["spec"]
+    mounts = {m["mountPath"]: m["name"] for m in pod["containers"][0]["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == mounts["/docker-entrypoint-initdb.d"])
+    init = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]["data"]
+    assert init == {"10-stoker-roles.sh": render_init_script()}

@@ -94,8 +94,9 @@ REVOKE ALL ON FUNCTION audit.prune(bigint, bytea, bytea, text, text, text, text)
 DO $$
 BEGIN
     CREATE ROLE stoker_audit_app NOLOGIN;
-EXCEPTION WHEN duplicate_object OR unique_violation THEN
-    NULL;  -- roles are cluster-wide: another database's migration made it
+EXCEPTION WHEN duplicate_object OR unique_violation OR insufficient_privilege THEN
+    NULL;  -- roles are cluster-wide: another database's migration made it, or (a migrating user
+           -- without CREATEROLE) the deployment did: libs/stack/pgroles.py
 END $$;
 DO $$
 BEGIN
