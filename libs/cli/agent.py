@@ -1,0 +1,31 @@
+"""`stoker agent`: run the Stoker agent on this GPU host (ComfyUI, model downloads, authenticated proxy)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    """Add `stoker agent` to the command line."""
+    parser = subparsers.add_parser(
+        "agent", help="run the agent on a GPU host",
+        description="Supervise ComfyUI on loopback, download the pool's models and serve ComfyUI behind an "
+        "authenticated proxy. Settings come from the environment (STOKER_INSTANCE_SECRET, STOKER_MODELS, "
+        "HF_TOKEN, CIVITAI_TOKEN, COMFYUI_DIR, STOKER_AGENT_PORT).")
+    parser.add_argument("--port", type=int, help="public port (default $STOKER_AGENT_PORT or 8188)")
+    parser.add_argument("--comfy-dir", help="ComfyUI folder (default $COMFYUI_DIR or the image's)")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Start the agent and run until SIGINT/SIGTERM."""
+    from services.agent.__main__ import run as run_agent
+
+    env = dict(os.environ)
+    if args.port:
+        env["STOKER_AGENT_PORT"] = str(args.port)
+    if args.comfy_dir:
+        env["COMFYUI_DIR"] = args.comfy_dir
+    return run_agent(env)
