@@ -18,7 +18,7 @@ CONFIG = "config"
 
 TerminationReason = Literal[
     "idle", "safe_mode", "admin", "extraction_failed", "probe_timeout", "budget",
-    "orphan", "lease_expired", "provider_lost", "rent_failed", "reset",
+    "orphan", "lease_expired", "provider_lost", "rent_failed", "reset", "agent_failed",
 ]
 FailureKind = Literal["extraction", "pull", "start", "probe_timeout", "vanished"]
 
@@ -156,6 +156,24 @@ class InstanceStatusChanged(Event, frozen=True, kw_only=True):
     pool_id: str
     actual_status: str | None
     status_msg: str | None = None
+    ssh_host: str = ""
+    ssh_port: int = 0
+
+
+class AgentReported(Event, frozen=True, kw_only=True):
+    """The host's agent reported a new phase or progress, or probing it failed in a new way.
+
+    ``phase`` is the agent's (booting, downloading, starting_comfyui, ready, failed) or ``unreachable``
+    while the agent does not answer; ``probe_error`` is the last probe error ("" when the probe worked).
+    """
+
+    pool_id: str
+    phase: str
+    reason: str = ""
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    comfyui_version: str = ""
+    probe_error: str = ""
 
 
 class ExtractionFailed(Event, frozen=True, kw_only=True):
@@ -240,7 +258,7 @@ class OrphanFound(Event, frozen=True, kw_only=True):
 
 PoolEvent = (
     PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
-    | InstanceRented | RentFailed | InstanceStatusChanged | ExtractionFailed | Ready
+    | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
     | OrphanFound
 )

@@ -22,6 +22,7 @@ SAFE_MODE = subjects.command(subjects.CMD_POOL, "safe_mode")
 RESET = subjects.command(subjects.CMD_POOL, "reset")
 STATUS = subjects.command(subjects.CMD_POOL, "status")
 SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
+HOST_ACCESS = subjects.command(subjects.CMD_POOL, "host_access")
 QUEUE_GROUP = "pool"
 
 
@@ -99,6 +100,22 @@ class SetProviderKeyRequest(Request, kw_only=True, forbid_unknown_fields=True):
 
     def __repr__(self) -> str:
         return f"SetProviderKeyRequest(provider={self.provider!r}, api_key=<redacted>)"
+
+
+class HostAccessRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """How to call the host at ``base_url`` (a live instance's): its instance secret, core NATS only."""
+
+    base_url: str
+
+
+class HostAccess(msgspec.Struct, kw_only=True):
+    """The answer to a HostAccessRequest: send ``Authorization: Bearer <secret>`` ("" = the host needs none)."""
+
+    instance_id: str
+    secret: str = ""
+
+    def __repr__(self) -> str:
+        return f"HostAccess(instance_id={self.instance_id!r}, secret=<redacted>)"
 
 
 class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):

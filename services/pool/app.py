@@ -27,6 +27,7 @@ from libs.responder import responder
 
 from . import api, planner
 from .handlers import Commands, meta_of
+from .host_secrets import HostSecrets, load_key
 from .instance import PoolError
 from .leader import LeaderLease
 from .metrics import PoolMetrics
@@ -103,6 +104,9 @@ class PoolService:
     async def start(self) -> None:
         """Catch up, make sure the pool is configured, then serve and reconcile."""
         await streams.ensure_streams(self.js, self.config.stream_replicas)
+        if getattr(self.provider, "runs_agent", True):  # static hosts are plain ComfyUI: no agent, no secret
+            self.reconciler.host_secrets = HostSecrets(await load_key(self.js, self._env, self.config.pool_id),
+                                                       self.config.pool_id)
         await self.projector.start()
         await self.projector.wait_caught_up(120)
         if not self.view.configured:
@@ -120,6 +124,7 @@ class PoolService:
             api.SAFE_MODE: (api.SafeModeRequest, self.commands.safe_mode),
             api.RESET: (api.ResetRequest, self.commands.reset),
             api.STATUS: (api.StatusRequest, self.commands.status),
+            api.HOST_ACCESS: (api.HostAccessRequest, self.commands.host_access),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),

@@ -11,11 +11,14 @@ from datetime import datetime
 
 from libs.events import NEW, ConcurrencyError, Metadata
 from libs.events import pool as ev
+from libs.events.base import Event
 from libs.observability import tracing
 
 from . import planner
 from . import view as v
-from .instance import Instance
+from .agent_report import report_of
+from .host_secrets import SECRET_ENV, HostSecrets
+from .instance import Instance, decide_terminate
 from .metrics import PoolMetrics
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
@@ -28,11 +31,14 @@ log = logging.getLogger(__name__)
 SYSTEM = Metadata(actor="pool")
 
 
-def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
-    """Environment of a new instance: the template's model URLs and the tokens it names."""
+def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate,
+                 instance_secret: str | None = None) -> dict[str, str]:
+    """Environment of a new instance: the template's model URLs, the tokens it names, its instance secret."""
     out = {name: secrets[name] for name in template.token_env if name in INSTANCE_TOKEN_ENV and secrets.get(name)}
     if template.models:
         out["STOKER_MODELS"] = ",".join(template.models)
+    if instance_secret:
+        out[SECRET_ENV] = instance_secret
     return out
 
 
@@ -54,7 +60,8 @@ class Reconciler:
 
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
-                 secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None) -> None:
+                 secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None,
+                 host_secrets: HostSecrets | None = None) -> None:
         self.writer = writer
         self.metrics = metrics or PoolMetrics()
         self.provider = provider
@@ -62,6 +69,7 @@ class Reconciler:
         self.clock = clock
         self.settings = settings
         self._secrets = dict(secrets or {})  # model tokens, by env name: only ever sent to the provider
+        self.host_secrets = host_secrets  # None: hosts run no agent (plain ComfyUI, e.g. static hosts)
         self.in_flight: set[str] = set()
         self._next_probe: dict[str, tuple[float, float]] = {}  # instance id -> (monotonic due, backoff)
         self.passes = 0
@@ -142,6 +150,10 @@ class Reconciler:
         await self._safe(self.writer.instance(inst.id, [ev.Terminated(
             pool_id=inst.pool_id, reason=reason, provider_id=inst.provider_id)], inst.position, SYSTEM))
 
+    def secret_for(self, instance_id: str) -> str | None:
+        """The instance secret of a host that runs the agent (None: no agent, nothing to send)."""
+        return self.host_secrets.for_instance(instance_id) if self.host_secrets is not None else None
+
     async def _probe(self, inst: Instance) -> None:
         now = time.monotonic()
         due, backoff = self._next_probe.get(inst.id, (0.0, 0.0))
@@ -149,17 +161,29 @@ class Reconciler:
             return
         readiness = self.writer.view.config.readiness
         with tracing.span("pool", "pool.probe", attributes={"stoker.instance_id": inst.id}) as span:
-            result = await self.probe.probe(inst.base_url, readiness)
+            result = await self.probe.probe(inst.base_url, readiness, self.secret_for(inst.id))
             span.set_attributes({"stoker.ready": result.ready, "stoker.detail": result.detail})
+        events: list[Event] = []
+        report = report_of(inst, result)
+        if report is not None:
+            events.append(report)
+        if result.agent is not None and result.agent.phase == "failed":
+            log.warning("agent on %s failed: %s", inst.id, result.agent.reason)
+            events += decide_terminate(inst, "agent_failed", result.agent.reason)
+            await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
+            await self._destroy(inst)
+            return
         if not result.ready:
             backoff = min(max(backoff * 2, readiness.probe_initial_backoff_s), readiness.probe_max_backoff_s)
             self._next_probe[inst.id] = (time.monotonic() + backoff, backoff)
             if result.detail and result.detail != inst.status_msg:
                 log.debug("probe %s: %s", inst.id, result.detail)
+            if events:
+                await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
             return
         self._next_probe.pop(inst.id, None)
-        await self._safe(self.writer.instance(inst.id, [ev.Ready(pool_id=inst.pool_id, base_url=inst.base_url,
-                                                                 models=result.models)], inst.position, SYSTEM))
+        events.append(ev.Ready(pool_id=inst.pool_id, base_url=inst.base_url, models=result.models))
+        await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
 
     async def rent(self, count: int, *, key: str, meta: Metadata) -> list[str]:
         """Rent ``count`` instances; the same ``key`` never rents twice. Returns instance ids."""
@@ -210,7 +234,8 @@ class Reconciler:
         position = (recorded[-1].envelope.aggregate_version, recorded[-1].seq)
         try:
             provider_id = await self.provider.create_instance(offer, view.config.template, label=label,
-                                                              env=instance_env(self._secrets, view.config.template))
+                                                              env=instance_env(self._secrets, view.config.template,
+                                                                               self.secret_for(instance_id)))
         except ProviderError as exc:
             if exc.retryable:
                 # Unknown outcome: the reconciler adopts it by label, or gives it up after a grace.

@@ -232,7 +232,9 @@ async def test_ready_waits_for_required_models_and_the_warm_up(nc, js):
                                 and svc.view.instances[iid], timeout=30)
         assert "sdxl_base.safetensors" in inst.models
         async with httpx.AsyncClient() as client:
-            history = (await client.get(f"{inst.base_url}/history")).json()
+            auth = {"Authorization": f"Bearer {svc.reconciler.secret_for(iid)}"}
+            assert (await client.get(f"{inst.base_url}/history")).status_code == 401  # no secret, no answer
+            history = (await client.get(f"{inst.base_url}/history", headers=auth)).json()
         assert any(entry["status"]["status_str"] == "success" for entry in history.values()), \
             "the warm-up workflow ran on the instance before it was Ready"
         claim = await svc.commands.claim(api.ClaimRequest(holder="job", checkpoint="sdxl_base.safetensors"))
