@@ -88,7 +88,30 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     reliability: float = 0.0
 
 
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that keeps a pool from doing what it is configured to do (shown in GET /api/v1/pool)."""
+
+    code: str  # stable: provider_auth, provider_unreachable, no_offers, rent_refused, ...
+    message: str
+    since: datetime
+
+
 # --- config aggregate -------------------------------------------------------------
+
+class ProblemRaised(Event, frozen=True, kw_only=True):
+    """The reconciler hit a problem it cannot solve alone (e.g. the provider refuses the key)."""
+
+    pool_id: str
+    code: str
+    message: str
+
+
+class ProblemCleared(Event, frozen=True, kw_only=True):
+    """A problem went away."""
+
+    pool_id: str
+    code: str
+
 
 class PoolConfigured(Event, frozen=True, kw_only=True):
     """The pool's configuration was set (the full resulting config)."""
@@ -174,6 +197,7 @@ class AgentReported(Event, frozen=True, kw_only=True):
     bytes_total: int | None = None
     comfyui_version: str = ""
     probe_error: str = ""
+    base_url: str = ""  # where the agent answers (not a secret: nothing there answers without one)
 
 
 class ExtractionFailed(Event, frozen=True, kw_only=True):
@@ -260,5 +284,5 @@ PoolEvent = (
     PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
-    | OrphanFound
+    | OrphanFound | ProblemRaised | ProblemCleared
 )

@@ -61,6 +61,13 @@ async def safe_mode(call: Call) -> Any:
                                                                    **_who(call)))
 
 
+async def instance_logs(call: Call) -> Any:
+    """The last lines of an instance's agent and ComfyUI logs (the pool asks the agent)."""
+    q: s.LogsQuery = call.query
+    return await call.app[POOL_CLIENT].send(api.HOST_LOGS, api.HostLogsRequest(
+        instance_id=call.path("id"), tail=q.tail, **_who(call)))
+
+
 async def reset(call: Call) -> Any:
     """Clear the pool's transient state."""
     return await _command(call, api.RESET, api.ResetRequest(reason=call.body.reason, **_who(call)))
@@ -78,6 +85,9 @@ OPERATIONS = [
     Operation("POST", "/api/v1/pool/instances/{id}/terminate", terminate, "terminate_instance",
               "Terminate one instance", "pool", role="admin", body=s.TerminateBody, response=s.TerminateResult,
               status=202, errors=POOL_ERRORS),
+    Operation("GET", "/api/v1/pool/instances/{id}/logs", instance_logs, "instance_logs",
+              "The agent's and ComfyUI's log of one instance", "pool", role="admin", query=s.LogsQuery,
+              response=s.InstanceLogs, errors=POOL_ERRORS),
     Operation("POST", "/api/v1/pool/safe-mode", safe_mode, "set_safe_mode", "Turn safe mode on or off", "pool",
               role="admin", body=s.SafeModeBody, response=s.SafeModeResult, errors=(409, 503)),
     Operation("POST", "/api/v1/pool/reset", reset, "reset_pool", "Clear pending rentals and stuck requests", "pool",

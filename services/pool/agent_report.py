@@ -26,4 +26,4 @@ def report_of(inst: Instance, result: ProbeResult) -> ev.AgentReported | None:
         return None
     return ev.AgentReported(pool_id=inst.pool_id, phase=agent.phase, reason=agent.reason, bytes_done=agent.bytes_done,
                             bytes_total=agent.bytes_total, comfyui_version=agent.comfyui_version,
-                            probe_error=result.error)
+                            probe_error=result.error, base_url=inst.base_url or "")

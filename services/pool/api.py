@@ -23,6 +23,7 @@ RESET = subjects.command(subjects.CMD_POOL, "reset")
 STATUS = subjects.command(subjects.CMD_POOL, "status")
 SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
 HOST_ACCESS = subjects.command(subjects.CMD_POOL, "host_access")
+HOST_LOGS = subjects.command(subjects.CMD_POOL, "host_logs")
 QUEUE_GROUP = "pool"
 
 
@@ -116,6 +117,13 @@ class HostAccess(msgspec.Struct, kw_only=True):
 
     def __repr__(self) -> str:
         return f"HostAccess(instance_id={self.instance_id!r}, secret=<redacted>)"
+
+
+class HostLogsRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """The last ``tail`` lines of an instance's agent and ComfyUI logs (fetched by the pool, which has the secret)."""
+
+    instance_id: str
+    tail: int = 200
 
 
 class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):

@@ -125,6 +125,7 @@ class PoolService:
             api.RESET: (api.ResetRequest, self.commands.reset),
             api.STATUS: (api.StatusRequest, self.commands.status),
             api.HOST_ACCESS: (api.HostAccessRequest, self.commands.host_access),
+            api.HOST_LOGS: (api.HostLogsRequest, self.commands.host_logs),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),

@@ -184,6 +184,23 @@ class Commands:
                 return api.HostAccess(instance_id=inst.id, secret=self.reconciler.secret_for(inst.id) or "")
         raise PoolError("no live instance serves that URL", "NOT_FOUND")
 
+    async def host_logs(self, req: api.HostLogsRequest) -> dict[str, Any]:
+        """An instance's agent and ComfyUI logs, asked of its agent with the instance secret."""
+        inst = self._instance(req.instance_id)
+        secret = self.reconciler.secret_for(inst.id)
+        fetch = getattr(self.reconciler.probe, "logs", None)
+        if secret is None or fetch is None:
+            raise PoolError("this pool's hosts run no Stoker agent: no logs to fetch", "NOT_FOUND")
+        if not inst.base_url or inst.phase in ("terminated", "failed"):
+            raise PoolError(f"instance {inst.id} has no agent answering (it is {inst.phase})", "NOT_FOUND")
+        if not 1 <= req.tail <= 10000:
+            raise PoolError("tail must be from 1 to 10000", "VALIDATION_FAILED")
+        try:
+            result: dict[str, Any] = await fetch(inst.base_url, secret, req.tail)
+        except Exception as exc:  # noqa: BLE001 - the host is remote: any failure is "unavailable"
+            raise PoolError(f"the agent of {inst.id} did not answer: {type(exc).__name__}", "UNAVAILABLE") from None
+        return result
+
     async def status(self, req: api.StatusRequest) -> dict[str, Any]:
         """The pool as the dashboard shows it."""
         return summary(self.writer.view, self.clock())
@@ -216,4 +233,5 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
         "cost_by_state": v.cost_by_state(view, now),
         "avoided_hosts": sorted({p.host_id for p in view.penalties.values() if p.until > now}),
         "seq": view.seq,
+        "problems": [msgspec.to_builtins(p) for p in sorted(view.problems.values(), key=lambda p: p.since)],
     }

@@ -131,7 +131,7 @@ def evolve(inst: Instance, event: object, at: datetime) -> Instance:
             return msgspec.structs.replace(inst, agent_phase=event.phase, agent_reason=event.reason,
                                            bytes_done=event.bytes_done, bytes_total=event.bytes_total,
                                            comfyui_version=event.comfyui_version or inst.comfyui_version,
-                                           probe_error=event.probe_error,
+                                           probe_error=event.probe_error, base_url=event.base_url or inst.base_url,
                                            failure=event.reason if event.phase == "failed" else inst.failure)
         case ev.ExtractionFailed():
             return msgspec.structs.replace(inst, failure=event.kind, status_msg=event.status_msg,

@@ -126,6 +126,15 @@ class HttpComfyProbe:
         self._warm.add(base)
         return ProbeResult(True, models)
 
+    async def logs(self, base_url: str, secret: str, tail: int) -> dict[str, Any]:
+        """``GET /agent/logs?tail=N`` of an agent host (HTTPError / ValueError when it does not answer)."""
+        resp = await self._client.get(f"{base_url.rstrip('/')}/agent/logs", params={"tail": str(tail)},
+                                      headers={"Authorization": f"Bearer {secret}"})
+        if resp.status_code != 200:
+            raise ValueError(f"agent answered {resp.status_code}")
+        body = codec.loads(resp.content)
+        return {"agent": [str(x) for x in body.get("agent") or []], "comfyui": [str(x) for x in body.get("comfyui") or []]}
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._client.aclose()

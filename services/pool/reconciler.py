@@ -9,12 +9,14 @@ import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
+import msgspec
+
 from libs.events import NEW, ConcurrencyError, Metadata
 from libs.events import pool as ev
 from libs.events.base import Event
 from libs.observability import tracing
 
-from . import planner
+from . import planner, problems
 from . import view as v
 from .agent_report import report_of
 from .host_secrets import SECRET_ENV, HostSecrets
@@ -74,6 +76,22 @@ class Reconciler:
         self._next_probe: dict[str, tuple[float, float]] = {}  # instance id -> (monotonic due, backoff)
         self.passes = 0
         self.last_error: str | None = None
+        self._found: dict[str, str] = {}  # problems seen since the last flush, by code
+        self._checked: set[str] = set()  # problem codes looked at since the last flush
+
+    def _problem(self, code: str, message: str | None, *, checked: tuple[str, ...] = ()) -> None:
+        self._checked.update(checked or (code,))
+        if message is not None:
+            self._found[code] = message
+
+    async def _flush_problems(self) -> None:
+        view = self.writer.view
+        events = problems.changes(view.pool_id, view.problems, self._found, self._checked)
+        self._found, self._checked = {}, set()
+        if events:
+            for e in events:
+                log.warning("pool problem %s: %s", type(e).__name__, getattr(e, "message", getattr(e, "code", "")))
+            await self._safe(self.writer.config(events, SYSTEM))
 
     async def run_once(self) -> planner.Plan:
         """One full pass."""
@@ -83,10 +101,17 @@ class Reconciler:
             self.last_error = f"listing failed: {exc}"
             log.warning("reconcile: cannot list instances (%s); acting on what is safe", exc)
             listed = None
+            self._problem(*problems.from_provider_error(exc, "listing instances"), checked=problems.LISTING)
+        else:
+            self._problem(problems.PROVIDER_AUTH, None, checked=problems.LISTING)
         view = self.writer.view
         plan = planner.plan(view, listed, self.clock(), settings=self.settings,
                             in_flight=frozenset(self.in_flight))
         await self._apply(view, plan)
+        if listed is not None and plan.rent == 0 and not self._checked & set(problems.RENTING) \
+                and not self.in_flight:
+            self._checked.update(problems.RENTING)  # nothing to rent: no renting problem stands
+        await self._flush_problems()
         self.passes += 1
         return plan
 
@@ -163,6 +188,10 @@ class Reconciler:
         with tracing.span("pool", "pool.probe", attributes={"stoker.instance_id": inst.id}) as span:
             result = await self.probe.probe(inst.base_url, readiness, self.secret_for(inst.id))
             span.set_attributes({"stoker.ready": result.ready, "stoker.detail": result.detail})
+        current = self.writer.view.instances.get(inst.id)
+        if current is None or current.phase != "loading":
+            return  # changed while we probed: the next pass decides again
+        inst = msgspec.structs.replace(current, base_url=inst.base_url)  # this pass may have appended events
         events: list[Event] = []
         report = report_of(inst, result)
         if report is not None:
@@ -170,7 +199,10 @@ class Reconciler:
         if result.agent is not None and result.agent.phase == "failed":
             log.warning("agent on %s failed: %s", inst.id, result.agent.reason)
             events += decide_terminate(inst, "agent_failed", result.agent.reason)
-            await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
+            try:
+                await self.writer.instance(inst.id, events, inst.position, SYSTEM)
+            except ConcurrencyError:
+                return  # the next pass probes again
             await self._destroy(inst)
             return
         if not result.ready:
@@ -200,8 +232,10 @@ class Reconciler:
         except ProviderError as exc:
             log.warning("offer search failed: %s", exc)
             self.last_error = f"offer search failed: {exc}"
+            self._problem(*problems.from_provider_error(exc, "searching offers"), checked=problems.LISTING)
             return ids
         offers = [o for o in offers if o.machine_id not in used_machines]
+        self._problem(problems.NO_OFFERS, None if offers else problems.no_offers_message(cfg.offer_filter))
         await asyncio.gather(*(self._rent_one(instance_id, offers, meta) for instance_id in wanted))
         return ids
 
@@ -243,7 +277,12 @@ class Reconciler:
                 return "unknown"
             await self._safe(self.writer.instance(instance_id, [ev.RentFailed(
                 pool_id=view.pool_id, message=str(exc))], position, meta))
+            if not isinstance(exc, OfferUnavailable):
+                code, message = problems.from_provider_error(exc, "renting")
+                self._problem(code if code == problems.PROVIDER_AUTH else problems.RENT_REFUSED,
+                              message if code == problems.PROVIDER_AUTH else f"the provider refused a rental: {exc}")
             return "offer_gone" if isinstance(exc, OfferUnavailable) else "refused"
+        self._problem(problems.RENT_REFUSED, None)
         await self._safe(self.writer.instance(instance_id, [ev.InstanceRented(
             pool_id=view.pool_id, provider=self.provider.name, provider_id=provider_id, offer=offer,
             dph=offer.dph, label=label)], position, meta))

@@ -34,6 +34,7 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     ended_cost_by_day: dict[str, float] = {}
     resets: int = 0
     seq: int = 0
+    problems: dict[str, ev.Problem] = {}
 
 
 def project(view: PoolView, rec: Recorded) -> PoolView:
@@ -45,7 +46,7 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     if getattr(event, "pool_id", view.pool_id) != view.pool_id:
         return msgspec.structs.replace(view, seq=rec.seq)  # another pool sharing the stream
     if env.aggregate_type == ev.CONFIG:
-        return _project_config(view, event, position, rec.seq)
+        return _project_config(view, event, position, rec.seq, at)
     if env.aggregate_type != ev.INSTANCE:
         return msgspec.structs.replace(view, seq=rec.seq)
     instances = dict(view.instances)
@@ -65,7 +66,7 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     return view
 
 
-def _project_config(view: PoolView, event: object, position: Position, seq: int) -> PoolView:
+def _project_config(view: PoolView, event: object, position: Position, seq: int, at: datetime) -> PoolView:
     match event:
         case ev.PoolConfigured():
             return msgspec.structs.replace(view, config=event.config,
@@ -76,6 +77,14 @@ def _project_config(view: PoolView, event: object, position: Position, seq: int)
                                            config_position=position, seq=seq)
         case ev.PoolReset():
             return msgspec.structs.replace(view, resets=view.resets + 1, config_position=position, seq=seq)
+        case ev.ProblemRaised():
+            problems = dict(view.problems)
+            since = view.problems[event.code].since if event.code in view.problems else at
+            problems[event.code] = ev.Problem(code=event.code, message=event.message, since=since)
+            return msgspec.structs.replace(view, problems=problems, config_position=position, seq=seq)
+        case ev.ProblemCleared():
+            problems = {k: p for k, p in view.problems.items() if k != event.code}
+            return msgspec.structs.replace(view, problems=problems, config_position=position, seq=seq)
     return msgspec.structs.replace(view, config_position=position, seq=seq)
 
 

@@ -248,3 +248,40 @@ def test_subject_tokens_reject_trailing_newlines():
     from libs.events.ids import is_subject_token
 
     assert is_subject_token("abc-1") and not is_subject_token("abc\n")
+
+
+def test_problems_are_raised_once_and_cleared_when_gone() -> None:
+    from datetime import UTC, datetime
+
+    from libs.events import pool as ev
+    from services.pool import problems
+    from services.pool.providers.base import ProviderError
+
+    code, message = problems.from_provider_error(ProviderError("Vast.ai list instances failed with error 401: "
+                                                               "Invalid user key", status=401), "listing instances")
+    assert code == "provider_auth" and "VASTAI_API_KEY" in message
+    assert problems.from_provider_error(ProviderError("timeout", retryable=True), "listing")[0] == "provider_unreachable"
+    raised = problems.changes("p", {}, {code: message}, set(problems.LISTING))
+    assert [type(e).__name__ for e in raised] == ["ProblemRaised"]
+    current = {code: ev.Problem(code=code, message=message, since=datetime.now(UTC))}
+    assert problems.changes("p", current, {code: message}, set(problems.LISTING)) == []  # no churn
+    assert problems.changes("p", current, {}, {"no_offers"}) == []  # not looked at: stays
+    cleared = problems.changes("p", current, {}, set(problems.LISTING))
+    assert [type(e).__name__ for e in cleared] == ["ProblemCleared"]
+
+
+def test_agent_reports_only_what_is_new() -> None:
+    from services.pool.agent_report import report_of
+    from services.pool.instance import Instance
+    from services.pool.probe import AgentStatus, ProbeResult
+
+    inst = Instance(id="i", pool_id="p", base_url="http://h:1")
+    first = report_of(inst, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=0, bytes_total=1000)))
+    assert first is not None and first.phase == "downloading" and first.base_url == "http://h:1"
+    seen = Instance(id="i", pool_id="p", agent_phase="downloading", bytes_done=0, bytes_total=1000)
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=50, bytes_total=1000))) is None
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=150, bytes_total=1000)))
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("ready", bytes_done=0, bytes_total=1000)))
+    assert report_of(seen, ProbeResult(False, agent=None)) is None  # a host without an agent reports nothing
+    unreachable = report_of(seen, ProbeResult(False, agent=AgentStatus("unreachable"), error="ConnectError"))
+    assert unreachable is not None and unreachable.probe_error == "ConnectError"

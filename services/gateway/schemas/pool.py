@@ -14,6 +14,38 @@ from services.gateway.schemas.base import Checked, Id, Text
 PoolState = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
 
 
+class AgentPhase(msgspec.Struct, kw_only=True):
+    """What the host's agent last reported: phase (booting, downloading, starting_comfyui, ready, failed,
+    unreachable), why, and model download progress in bytes."""
+
+    phase: str | None = None
+    reason: str = ""
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    comfyui_version: str | None = None
+
+
+class PoolProblem(msgspec.Struct, kw_only=True):
+    """Something that keeps the pool from doing what it is configured to do, since when."""
+
+    code: str
+    message: str
+    since: datetime
+
+
+class InstanceLogs(msgspec.Struct, kw_only=True):
+    """The last lines of an instance's agent log and ComfyUI log."""
+
+    agent: list[str] = []
+    comfyui: list[str] = []
+
+
+class LogsQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How many lines of each log."""
+
+    tail: Annotated[int, Meta(ge=1, le=10000)] = 200
+
+
 class PoolInstance(msgspec.Struct, kw_only=True):
     """One instance as the dashboard shows it (admins also see where it runs)."""
 
@@ -34,6 +66,12 @@ class PoolInstance(msgspec.Struct, kw_only=True):
     base_url: str | None = None
     termination_reason: str | None = None
     failure: str | None = None
+    provider: str = ""
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    agent: AgentPhase | None = None
+    last_probe_error: str | None = None
+    logs_url: str | None = None
 
 
 class PoolSummary(msgspec.Struct, kw_only=True):
@@ -49,6 +87,7 @@ class PoolSummary(msgspec.Struct, kw_only=True):
     cost_by_state: dict[str, float]
     avoided_hosts: list[str]
     seq: int
+    problems: list[PoolProblem] = []
 
 
 def _partial(struct: type[msgspec.Struct], name: str) -> type[Checked]:
