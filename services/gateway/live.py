@@ -119,6 +119,7 @@ class LiveHub:
         else:
             data["safe_mode"] = view.safe_mode
             data["config"] = msgspec.to_builtins(view.config)
+            data["problems"] = [msgspec.to_builtins(p) for p in sorted(view.problems.values(), key=lambda p: p.since)]
         self.publish(Message("pool", data, rec.seq))
 
     def on_job_event(self, job: Job, rec: Recorded) -> None:

@@ -32,7 +32,14 @@ async def test_prewarm_ready_live_then_terminate(stack: Stack, ui: Session) -> N
     await expect(row).to_contain_text("/h")  # and price
     await expect(page.get_by_role("list", name="Recent pool changes")).to_contain_text("Ready")
     assert reads == [], f"the pool page polled instead of following the stream: {reads}"
+    await expect(row.locator("td.status")).to_have_text("ready")  # what the host's agent says
+    await expect(row.locator("td.host")).to_contain_text("ssh -p")  # contract id and ssh access
     await ui.shot("pool-ready")
+    await row.get_by_role("button", name=f"Logs of {iid}").click()
+    logs = page.get_by_role("dialog")
+    await expect(logs).to_contain_text("phase ready")  # the agent's own log, fetched through the pool
+    await ui.shot("instance-logs")
+    await logs.get_by_role("button", name="Close").click()
 
     await row.get_by_role("button", name=f"Terminate {iid}").click()
     dialog = page.get_by_role("dialog")

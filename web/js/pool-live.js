@@ -58,6 +58,7 @@ export class LivePool {
         this.summary.safe_mode = data.safe_mode;
       }
       if (data.config) this.summary.config = data.config;
+      if (data.problems) this.summary.problems = data.problems;
       if (data.type === "SafeModeChanged" && data.safe_mode) this.fetchReason();
     }
     this.sample(now, true);
