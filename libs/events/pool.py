@@ -34,13 +34,23 @@ class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     verified_only: bool = True
 
 
+# Starts the Stoker agent on a stock image: install it unless the image has it (deploy/instance/Dockerfile
+# does), then run it in the background; it installs the pinned ComfyUI when the image has none.
+# The pool puts STOKER_AGENT_PACKAGE (a pip requirement), STOKER_MODELS and the instance secret in the env.
+AGENT_ONSTART = (
+    "mkdir -p /var/log/stoker; command -v stoker >/dev/null || "
+    "pip install -q \"${STOKER_AGENT_PACKAGE:-stoker}\" >>/var/log/stoker/install.log 2>&1; "
+    "nohup stoker agent >>/var/log/stoker/agent.log 2>&1 &"
+)
+
+
 class InstanceTemplate(msgspec.Struct, frozen=True, kw_only=True):
     """How an instance is launched. Model tokens are referenced by env name, never stored."""
 
-    image: str = "vastai/comfy:latest"
+    image: str = "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime"
     disk_gb: float = 250.0
     ports: tuple[int, ...] = (8188, 22)
-    onstart: str = "bash /opt/stoker/start-comfyui.sh"
+    onstart: str = AGENT_ONSTART
     models: tuple[str, ...] = ()  # model URLs (Hugging Face / Civitai) downloaded at start
     token_env: tuple[str, ...] = ("HF_TOKEN", "CIVITAI_TOKEN")
 

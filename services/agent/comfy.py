@@ -123,9 +123,17 @@ class ComfyProcess:
                 await proc.wait()
 
 
+_FETCH = ("import io, sys, tarfile, urllib.request, pathlib; url, dest = sys.argv[1], pathlib.Path(sys.argv[2]); "
+          "data = urllib.request.urlopen(url, timeout=300).read(); dest.mkdir(parents=True, exist_ok=True); "
+          "tar = tarfile.open(fileobj=io.BytesIO(data)); root = tar.getnames()[0].split('/')[0]; "
+          "[setattr(m, 'name', m.name[len(root) + 1:]) for m in tar.getmembers()]; "
+          "tar.extractall(dest, members=[m for m in tar.getmembers() if m.name], filter='data')")
+
+
 def install_commands(target: Path, python: str = sys.executable) -> list[list[str]]:
-    """Commands that install the pinned ComfyUI into ``target`` (when the image has none)."""
-    return [["git", "clone", "--depth", "1", "--branch", COMFYUI_PIN, COMFYUI_REPO, str(target)],
+    """Commands that install the pinned ComfyUI into ``target`` (no git needed: the release tarball)."""
+    tarball = f"{COMFYUI_REPO}/archive/refs/tags/{COMFYUI_PIN}.tar.gz"
+    return [[python, "-c", _FETCH, tarball, str(target)],
             [python, "-m", "pip", "install", "-q", "-r", str(target / "requirements.txt")]]
 
 

@@ -30,6 +30,7 @@ from .status import label_for
 from .writer import PoolWriter
 
 log = logging.getLogger(__name__)
+AGENT_VERSION = "0.1.0"  # the agent a rented host installs when STOKER_AGENT_PACKAGE does not say otherwise
 SYSTEM = Metadata(actor="pool")
 
 
@@ -41,6 +42,7 @@ def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate,
         out["STOKER_MODELS"] = ",".join(template.models)
     if instance_secret:
         out[SECRET_ENV] = instance_secret
+        out["STOKER_AGENT_PACKAGE"] = secrets.get("STOKER_AGENT_PACKAGE") or f"stoker=={AGENT_VERSION}"
     return out
 
 

@@ -276,3 +276,37 @@ async def test_status_proxy_and_files(agent_url: tuple[str, Agent, list[dict[str
         assert any("phase ready" in line for line in logs["agent"]) and logs["comfyui"][0] == "Starting server"
         async with s.get(url + "/agent/logs?tail=x") as resp:
             assert resp.status == 400 and (await resp.json())["error"]["code"] == "VALIDATION_FAILED"
+
+
+@pytest.mark.timeout(30)
+async def test_pinned_comfyui_install_unpacks_the_release_tarball(tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from services.agent.comfy import install_commands
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in [("ComfyUI-0.3.64/main.py", b"print('comfy')\n"), ("ComfyUI-0.3.64/requirements.txt", b"")]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+
+    async def tarball(request: web.Request) -> web.Response:
+        return web.Response(body=buf.getvalue())
+
+    app = web.Application()
+    app.router.add_get("/archive.tar.gz", tarball)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        url = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}/archive.tar.gz"  # type: ignore[union-attr]
+        fetch = install_commands(tmp_path / "ComfyUI")[0]
+        assert fetch[-2].endswith("v0.3.64.tar.gz")
+        proc = await asyncio.create_subprocess_exec(*fetch[:-2], url, str(tmp_path / "ComfyUI"))
+        assert await proc.wait() == 0
+    finally:
+        await runner.cleanup()
+    assert (tmp_path / "ComfyUI" / "main.py").read_bytes() == b"print('comfy')\n"
