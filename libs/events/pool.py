@@ -15,6 +15,7 @@ from .base import Event
 
 INSTANCE = "instance"
 CONFIG = "config"
+ALERT = "alert"  # one aggregate per alerted event (id = that event's id): its delivery attempts
 
 TerminationReason = Literal[
     "idle", "safe_mode", "admin", "extraction_failed", "probe_timeout", "budget",
@@ -114,6 +115,18 @@ class ProblemRaised(Event, frozen=True, kw_only=True):
     pool_id: str
     code: str
     message: str
+
+
+class AlertAttempted(Event, frozen=True, kw_only=True):
+    """The admin alert webhook was called about an event (``ok``: it answered 2xx)."""
+
+    pool_id: str
+    kind: str  # extraction_failed, probe_timeout, spend_cap, safe_mode, provider_auth, node_lost
+    instance_id: str = ""
+    attempt: int = 1
+    ok: bool = False
+    status: int | None = None
+    error: str = ""
 
 
 class ProblemCleared(Event, frozen=True, kw_only=True):
@@ -294,5 +307,5 @@ PoolEvent = (
     PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
-    | OrphanFound | ProblemRaised | ProblemCleared
+    | OrphanFound | ProblemRaised | ProblemCleared | AlertAttempted
 )

@@ -26,6 +26,7 @@ from libs.observability import logs, metrics, tracing
 from libs.responder import responder
 
 from . import api, planner
+from .alerts import AlertSender, webhook_config
 from .handlers import Commands, meta_of
 from .host_secrets import HostSecrets, load_key
 from .instance import PoolError
@@ -92,6 +93,8 @@ class PoolService:
         self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
+        hook = webhook_config(self._env)
+        self.alerts = AlertSender(self.writer.store, hook, config.pool_id) if hook is not None else None
         self._tasks: list[asyncio.Task[Any]] = []
         self._subs: list[Any] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -104,6 +107,7 @@ class PoolService:
     async def start(self) -> None:
         """Catch up, make sure the pool is configured, then serve and reconcile."""
         await streams.ensure_streams(self.js, self.config.stream_replicas)
+        self.projector.listen(self._alert)
         if getattr(self.provider, "runs_agent", True):  # static hosts are plain ComfyUI: no agent, no secret
             self.reconciler.host_secrets = HostSecrets(await load_key(self.js, self._env, self.config.pool_id),
                                                        self.config.pool_id)
@@ -137,6 +141,12 @@ class PoolService:
                                                                      api.SET_PROVIDER_KEY)))
         self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
+
+    def _alert(self, view: PoolView, rec: Any) -> None:
+        """Alert on live events only (not the replay at start), from the leader only."""
+        if self.alerts is not None and self.projector.caught_up and self.lease.is_leader \
+                and getattr(rec.envelope.event, "pool_id", None) == self.config.pool_id:
+            self.alerts.on_event(rec)
 
     async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
         if req.provider != self.provider.name and not (req.provider == "vastai" and self.provider.name == "sim"):
@@ -199,6 +209,8 @@ class PoolService:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         await self.projector.stop()
+        if self.alerts is not None:
+            await self.alerts.aclose()
         closer = getattr(self.probe, "aclose", None)
         if closer is not None:
             await closer()
