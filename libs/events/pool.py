@@ -16,6 +16,8 @@ from .base import Event
 INSTANCE = "instance"
 CONFIG = "config"
 ALERT = "alert"  # one aggregate per alerted event (id = that event's id): its delivery attempts
+NODE = "node"  # one of your own GPU boxes that joined with a join token (id = node id)
+JOIN_TOKEN = "join_token"  # one join token (id = token id)
 
 TerminationReason = Literal[
     "idle", "safe_mode", "admin", "extraction_failed", "probe_timeout", "budget",
@@ -127,6 +129,31 @@ class AlertAttempted(Event, frozen=True, kw_only=True):
     ok: bool = False
     status: int | None = None
     error: str = ""
+
+
+class JoinTokenCreated(Event, frozen=True, kw_only=True):
+    """An admin made a join token for own GPU boxes; only its SHA-256 is kept (the token is shown once)."""
+
+    pool_id: str
+    token_sha256: str
+    label: str = ""
+    dph: float = 0.0  # what an hour of a box joined with it costs (for budgets and usage)
+
+
+class JoinTokenRevoked(Event, frozen=True, kw_only=True):
+    """The join token no longer admits boxes, and boxes joined with it stop being used."""
+
+    pool_id: str
+
+
+class NodeJoined(Event, frozen=True, kw_only=True):
+    """A box running ``stoker agent --join`` joined the pool (again, when it already had)."""
+
+    pool_id: str
+    token_id: str
+    name: str
+    url: str  # where its agent answers (with the node's secret)
+    gpu_name: str = ""
 
 
 class ProblemCleared(Event, frozen=True, kw_only=True):
@@ -307,5 +334,6 @@ PoolEvent = (
     PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
-    | OrphanFound | ProblemRaised | ProblemCleared | AlertAttempted
+    | OrphanFound | ProblemRaised | ProblemCleared | AlertAttempted | JoinTokenCreated | JoinTokenRevoked
+    | NodeJoined
 )

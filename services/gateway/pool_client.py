@@ -14,6 +14,7 @@ POOL_STATUS = {
     "LIMIT": 409,
     "NO_CAPACITY": 503,
     "UNAVAILABLE": 503,
+    "UNAUTHORIZED": 401,
 }
 
 

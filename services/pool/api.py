@@ -24,6 +24,10 @@ STATUS = subjects.command(subjects.CMD_POOL, "status")
 SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
 HOST_ACCESS = subjects.command(subjects.CMD_POOL, "host_access")
 HOST_LOGS = subjects.command(subjects.CMD_POOL, "host_logs")
+CREATE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "create_join_token")
+REVOKE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "revoke_join_token")
+AGENT_JOIN = subjects.command(subjects.CMD_POOL, "agent_join")
+AGENT_HEARTBEAT = subjects.command(subjects.CMD_POOL, "agent_heartbeat")
 QUEUE_GROUP = "pool"
 
 
@@ -124,6 +128,41 @@ class HostLogsRequest(Request, kw_only=True, forbid_unknown_fields=True):
 
     instance_id: str
     tail: int = 200
+
+
+class CreateJoinTokenRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Make a token that lets your own GPU boxes join (``stoker agent --join URL --token T``)."""
+
+    label: str = ""
+    dph: float = 0.0
+
+
+class RevokeJoinTokenRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Stop a join token admitting boxes; boxes joined with it stop being used."""
+
+    token_id: str
+
+
+class AgentJoinRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """A box joins: its join token, where its agent answers, its name and GPU."""
+
+    token: str
+    url: str
+    name: str
+    gpu_name: str = ""
+
+    def __repr__(self) -> str:
+        return f"AgentJoinRequest(name={self.name!r}, url={self.url!r}, token=<redacted>)"
+
+
+class AgentHeartbeatRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """A joined box is alive."""
+
+    token: str
+    node_id: str
+
+    def __repr__(self) -> str:
+        return f"AgentHeartbeatRequest(node_id={self.node_id!r}, token=<redacted>)"
 
 
 class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):

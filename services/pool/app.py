@@ -28,7 +28,11 @@ from libs.responder import responder
 from . import api, planner
 from .alerts import AlertSender, webhook_config
 from .handlers import Commands, meta_of
+from .heartbeats import Heartbeats
 from .host_secrets import HostSecrets, load_key
+from .joining import Joining
+from .providers.agents import AgentsProvider
+from .providers.composite import CompositeProvider
 from .instance import PoolError
 from .leader import LeaderLease
 from .metrics import PoolMetrics
@@ -76,8 +80,15 @@ class PoolService:
     def __init__(self, nc: Client, js: JetStreamContext, provider: Provider, *, config: ServiceConfig,
                  probe: ComfyProbe | None = None, clock: Callable[[], datetime] = utc_now,
                  env: Mapping[str, str] | None = None) -> None:
-        self.nc, self.js, self.provider, self.config, self.clock = nc, js, provider, config, clock
+        self.nc, self.js, self.config, self.clock = nc, js, config, clock
         self._env = dict(env or {})
+        self.heartbeats = Heartbeats(js, config.pool_id)
+        if getattr(provider, "runs_agent", True) and self._env.get("STOKER_OWN_BOXES", "1") != "0":
+            # Own boxes (joined with a join token) are offered before anything rented.
+            provider = CompositeProvider(AgentsProvider(lambda: self.projector.view, self.heartbeats.all,
+                                                        lost_after_s=float(self._env.get("STOKER_NODE_LOST_AFTER",
+                                                                                         "30"))), provider)
+        self.provider = provider
         projection = Projection(name=f"pool-{config.pool_id}", stream=subjects.event_stream(subjects.POOL),
                                 filter_subject=subjects.events_filter(subjects.POOL),
                                 initial=PoolView(pool_id=config.pool_id), project=project, view_type=PoolView)
@@ -91,6 +102,8 @@ class PoolService:
                                                                rent_grace_s=config.rent_grace_s),
                                      metrics=self.metrics)
         self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
+        self.joining = Joining(self.writer, lambda: self.reconciler.host_secrets, self.heartbeats,
+                               lambda: self.projector.view.config.template.models)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
         hook = webhook_config(self._env)
@@ -130,6 +143,12 @@ class PoolService:
             api.STATUS: (api.StatusRequest, self.commands.status),
             api.HOST_ACCESS: (api.HostAccessRequest, self.commands.host_access),
             api.HOST_LOGS: (api.HostLogsRequest, self.commands.host_logs),
+            api.CREATE_JOIN_TOKEN: (api.CreateJoinTokenRequest,
+                                    lambda r: self.joining.create(r.label, r.dph, meta_of(r))),
+            api.REVOKE_JOIN_TOKEN: (api.RevokeJoinTokenRequest, lambda r: self.joining.revoke(r.token_id, meta_of(r))),
+            api.AGENT_JOIN: (api.AgentJoinRequest,
+                             lambda r: self.joining.join(r.token, r.url, r.name, r.gpu_name, meta_of(r))),
+            api.AGENT_HEARTBEAT: (api.AgentHeartbeatRequest, lambda r: self.joining.heartbeat(r.token, r.node_id)),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),

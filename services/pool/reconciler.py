@@ -178,8 +178,20 @@ class Reconciler:
             pool_id=inst.pool_id, reason=reason, provider_id=inst.provider_id)], inst.position, SYSTEM))
 
     def secret_for(self, instance_id: str) -> str | None:
-        """The instance secret of a host that runs the agent (None: no agent, nothing to send)."""
-        return self.host_secrets.for_instance(instance_id) if self.host_secrets is not None else None
+        """The instance secret of a host that runs the agent (None: no agent, nothing to send).
+
+        A joined box (provider ``agents``) keeps the secret it got when it joined: ``node:<node id>``.
+        """
+        if self.host_secrets is None:
+            return None
+        inst = self.writer.view.instances.get(instance_id)
+        if inst is not None and inst.provider == "agents" and inst.provider_id:
+            return self.host_secrets.for_instance(f"node:{inst.provider_id}")
+        return self.host_secrets.for_instance(instance_id)
+
+    def _provider_name(self, offer_id: str) -> str:
+        name_for = getattr(self.provider, "name_for", None)
+        return name_for(offer_id) if name_for is not None else self.provider.name
 
     async def _probe(self, inst: Instance) -> None:
         now = time.monotonic()
@@ -261,8 +273,9 @@ class Reconciler:
         """Request, rent and record one offer: "rented", "offer_gone", "duplicate" or "unknown"."""
         view = self.writer.view
         label = label_for(view.pool_id, instance_id)
+        provider_name = self._provider_name(offer.offer_id)
         requested = ev.RentRequested(pool_id=view.pool_id, idempotency_key=instance_id, offer=offer,
-                                     provider=self.provider.name, label=label)
+                                     provider=provider_name, label=label)
         try:
             recorded = await self.writer.instance(instance_id, [requested], NEW, meta)
         except ConcurrencyError:
@@ -286,6 +299,9 @@ class Reconciler:
             return "offer_gone" if isinstance(exc, OfferUnavailable) else "refused"
         self._problem(problems.RENT_REFUSED, None)
         await self._safe(self.writer.instance(instance_id, [ev.InstanceRented(
-            pool_id=view.pool_id, provider=self.provider.name, provider_id=provider_id, offer=offer,
+            pool_id=view.pool_id, provider=provider_name, provider_id=provider_id, offer=offer,
             dph=offer.dph, label=label)], position, meta))
+        forget = getattr(self.provider, "forget_taken", None)
+        if forget is not None:
+            forget(provider_id)
         return "rented"
