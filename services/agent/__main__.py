@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Mapping
 
@@ -19,6 +20,8 @@ from .comfy import ComfyProcess, install_comfyui
 from .download import Downloader
 from .files import DiskFiles
 from .gpu import read_gpus
+from .join import JoinError, default_advertise, heartbeat_forever, join
+from .models import parse_models
 from .runtime import Agent
 from .web import build_app
 
@@ -33,7 +36,18 @@ async def serve(cfg: agent_config.AgentConfig, stop: asyncio.Event) -> None:
         await install_comfyui(cfg.comfy_dir, cfg.log_dir / "comfyui-install.log")
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
                                      auto_decompress=False) as session:
-        agent = Agent(secret=cfg.secret, models=list(cfg.models),
+        secret, models, beat = cfg.secret, list(cfg.models), None
+        if cfg.join_url:
+            gpus = await read_gpus()
+            joined = await join(session, cfg.join_url, cfg.join_token, cfg.advertise or default_advertise(cfg.port),
+                                cfg.name or socket.gethostname(), gpus[0]["name"] if gpus else "")
+            secret = joined["secret"]
+            logs.redact(secret)
+            models = models or parse_models(",".join(joined.get("models") or []))
+            log.info("joined %s as node %s", cfg.join_url, joined["node_id"])
+            beat = asyncio.create_task(heartbeat_forever(session, cfg.join_url, cfg.join_token, joined["node_id"],
+                                                         float(joined.get("heartbeat_s") or 10)))
+        agent = Agent(secret=secret, models=models,
                       comfy=ComfyProcess(cfg.comfy_dir, cfg.comfy_port, cfg.log_dir / "comfyui.log"),
                       files=DiskFiles(cfg.comfy_dir), fetcher=Downloader(session, tokens=cfg.tokens),
                       session=session, gpus=read_gpus)
@@ -45,6 +59,8 @@ async def serve(cfg: agent_config.AgentConfig, stop: asyncio.Event) -> None:
         try:
             await stop.wait()
         finally:
+            if beat is not None:
+                beat.cancel()
             await agent.stop()
             await runner.cleanup()
 
@@ -56,7 +72,7 @@ def run(env: Mapping[str, str]) -> int:
     except agent_config.AgentConfigError as exc:
         print(f"stoker agent: {exc}", file=sys.stderr)
         return 2
-    logs.setup_logging("agent", env, secrets=[cfg.secret, *cfg.tokens.values()])
+    logs.setup_logging("agent", env, secrets=[s for s in (cfg.secret, cfg.join_token, *cfg.tokens.values()) if s])
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -65,7 +81,11 @@ def run(env: Mapping[str, str]) -> int:
             loop.add_signal_handler(sig, stop.set)
         await serve(cfg, stop)
 
-    asyncio.run(main())
+    try:
+        asyncio.run(main())
+    except JoinError as exc:
+        print(f"stoker agent: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
