@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from services.pool.instance import Instance
 from services.pool.view import PoolView
 
 from .api import Progress, Waiting
@@ -20,6 +21,17 @@ def typical_start_s(pool: PoolView | None) -> float:
     spans = [(i.ready_at - i.requested_at).total_seconds() for i in pool.instances.values()
              if i.ready_at is not None and i.requested_at is not None]
     return sum(spans) / len(spans) if spans else DEFAULT_START_S
+
+
+def _loading_message(loading: list[Instance]) -> str:
+    """What the most advanced loading instance's agent says (downloading 40 %, starting ComfyUI)."""
+    best = max(loading, key=lambda i: (i.agent_phase == "starting_comfyui",
+                                       i.bytes_done / i.bytes_total if i.bytes_total else 0.0))
+    if best.agent_phase == "downloading" and best.bytes_total:
+        return f"an instance is downloading its models ({100 * best.bytes_done // best.bytes_total} %)"
+    if best.agent_phase == "starting_comfyui":
+        return "an instance is starting ComfyUI"
+    return "an instance is loading (ComfyUI and its models)"
 
 
 def _remaining(job: Job, now: datetime) -> float:
@@ -59,7 +71,7 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
         left = max(5.0, start - since)
         if busy:
             left = min(left, free_in)
-        return Waiting(reason="instance_loading", message="an instance is loading (ComfyUI and its models)",
+        return Waiting(reason="instance_loading", message=_loading_message(loading),
                        expected_wait_s=round(left, 1))
     if renting:
         since = min((now - i.requested_at).total_seconds() for i in renting if i.requested_at) if any(
@@ -71,6 +83,9 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
     if busy:
         return Waiting(reason="instances_busy", message=f"all {len(busy)} instance(s) are busy",
                        expected_wait_s=round(free_in, 1))
+    if pool is not None and pool.problems:
+        problem = min(pool.problems.values(), key=lambda p: p.since)
+        return Waiting(reason="pool_problem", message=f"no instance can be rented: {problem.message}")
     return Waiting(reason="no_instance", message="the pool has no instance; one is requested",
                    expected_wait_s=round(start, 1))
 

@@ -118,7 +118,8 @@ class OutputRef(msgspec.Struct, kw_only=True):
 
 class GenerationWaiting(msgspec.Struct, kw_only=True):
     """Why a generation is not producing yet (behind_jobs, no_instance, renting_instance, instance_loading,
-    instances_busy, starting, loading_model) and for about how long."""
+    instances_busy, starting, loading_model, pool_problem: the pool cannot rent and says why) and for about how
+    long."""
 
     reason: str
     message: str
