@@ -1,32 +1,35 @@
 """Files on the host the pool may place, fetch and remove: input images, outputs, LoRAs; and the models present.
 
 ``DiskFiles`` is the real host (a ComfyUI folder); the simulator has its own in-memory version.
-Names are one or two plain path segments (``a.png`` or ``tenant/a.png``): nothing can climb out.
+Paths are relative (``a.png``, ``stoker/<token>/a.png``) without empty, ``.`` or ``..`` segments, and
+must resolve (symlinks included) inside their folder: nothing can climb out. The removal routes
+follow the tenant contract (``DELETE /agent/files/{folder}/{path}`` and the hand-over wipe
+``DELETE /agent/files``, answering ``{"removed": [...]}``).
 """
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 from typing import Protocol
 
-KINDS = ("input", "output", "loras")
+KINDS = ("input", "output", "temp", "loras")
 WIPED = ("input", "output", "temp")  # what a hand-over to another tenant clears (never models)
 MODEL_FOLDERS = ("checkpoints", "loras", "vae", "controlnet", "upscale_models", "embeddings", "text_encoders",
                  "diffusion_models", "clip_vision")
-_SEGMENT = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._ ()+\-]{0,199}$")
+MAX_DEPTH = 8
 
 
 class BadName(ValueError):
-    """A file name that is not one or two plain segments."""
+    """A path that is absolute, has an empty, ``.`` or ``..`` segment, or is too deep."""
 
 
 def check_name(name: str) -> str:
-    """``name`` when it is ``file`` or ``sub/file`` with plain segments, else BadName."""
+    """``name`` when it is a safe relative path (``sub/dir/file``), else BadName."""
     parts = name.split("/")
-    if not 1 <= len(parts) <= 2 or not all(_SEGMENT.match(p) and ".." not in p for p in parts):
-        raise BadName(f"bad file name {name!r}: use letters, digits, '._-()+ ' and at most one subfolder")
+    if (not name or name.startswith("/") or "\\" in name or "\x00" in name or len(parts) > MAX_DEPTH
+            or any(p in ("", ".", "..") or len(p) > 200 for p in parts)):
+        raise BadName(f"unsafe path {name!r}: relative, no empty, '.' or '..' segments, at most {MAX_DEPTH} deep")
     return name
 
 
@@ -42,11 +45,11 @@ class HostFiles(Protocol):
         ...
 
     def delete(self, kind: str, name: str) -> bool:
-        """Remove a file; False when it was not there."""
+        """Remove a file (and subfolders it leaves empty); False when it was not there."""
         ...
 
-    def wipe(self) -> int:
-        """Remove every input, output and temp file; returns how many."""
+    def wipe(self) -> list[str]:
+        """Remove every user file (input, output, temp; not what the image shipped); ``folder/path`` of each."""
         ...
 
     def models(self) -> dict[str, list[str]]:
@@ -71,11 +74,18 @@ class DiskFiles:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self._shipped = {p for p in (root / "input").rglob("*") if p.is_file()} if (root / "input").is_dir() else set()
+
+    def _base(self, kind: str) -> Path:
+        return self.root / "models" / "loras" if kind == "loras" else self.root / kind
 
     def _path(self, kind: str, name: str) -> Path:
         check_name(name)
-        base = self.root / "models" / "loras" if kind == "loras" else self.root / kind
-        return base / name
+        base = self._base(kind)
+        path = base / name
+        if base.exists() and not path.resolve().is_relative_to(base.resolve()):
+            raise BadName(f"unsafe path {name!r}: it leads outside {kind}/")
+        return path
 
     def put(self, kind: str, name: str, data: bytes) -> None:
         path = self._path(kind, name)
@@ -93,18 +103,25 @@ class DiskFiles:
         if not path.is_file():
             return False
         path.unlink()
+        base, parent = self._base(kind), path.parent
+        while parent != base and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
         return True
 
-    def wipe(self) -> int:
-        count = 0
+    def wipe(self) -> list[str]:
+        removed: list[str] = []
         for kind in WIPED:
             base = self.root / kind
             if not base.is_dir():
                 continue
-            for entry in list(base.iterdir()):
-                count += sum(1 for p in entry.rglob("*") if p.is_file()) if entry.is_dir() else 1
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
-        return count
+            for path in sorted(base.rglob("*"), reverse=True):
+                if path.is_file() and path not in self._shipped:
+                    path.unlink()
+                    removed.append(f"{kind}/{path.relative_to(base).as_posix()}")
+                elif path.is_dir() and not any(path.iterdir()):
+                    path.rmdir()
+        return sorted(removed)
 
     def models(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}

@@ -64,18 +64,18 @@ async def logs(request: web.Request) -> web.Response:
 def _target(request: web.Request) -> tuple[str, str]:
     kind, name = request.match_info["kind"], request.match_info["name"]
     if kind not in KINDS:
-        raise web.HTTPNotFound(text=f"kind must be one of {', '.join(KINDS)}")
+        raise BadName(f"unknown folder {kind!r}: one of {', '.join(KINDS)}")
     return kind, check_name(name)
 
 
 async def put_file(request: web.Request) -> web.Response:
-    """``PUT /agent/files/{input|loras}/{name}``: place a file (raw body)."""
+    """``PUT /agent/files/{input|loras}/{path}``: place a file (raw body)."""
     try:
         kind, name = _target(request)
     except BadName as exc:
-        return error(400, "VALIDATION_FAILED", str(exc))
-    if kind == "output":
-        return error(400, "VALIDATION_FAILED", "outputs are written by ComfyUI, not placed")
+        return error(400, "BAD_PATH", str(exc))
+    if kind in ("output", "temp"):
+        return error(400, "BAD_PATH", "outputs are written by ComfyUI, not placed")
     data = await request.read()
     request.app[AGENT].files.put(kind, name, data)
     request.app[AGENT].note(f"placed {kind}/{name} ({len(data)} bytes)")
@@ -83,11 +83,11 @@ async def put_file(request: web.Request) -> web.Response:
 
 
 async def get_file(request: web.Request) -> web.Response:
-    """``GET /agent/files/{kind}/{name}``: fetch a file."""
+    """``GET /agent/files/{kind}/{path}``: fetch a file."""
     try:
         kind, name = _target(request)
     except BadName as exc:
-        return error(400, "VALIDATION_FAILED", str(exc))
+        return error(400, "BAD_PATH", str(exc))
     data = request.app[AGENT].files.get(kind, name)
     if data is None:
         return error(404, "NOT_FOUND", f"no {kind} file {name}")
@@ -95,20 +95,20 @@ async def get_file(request: web.Request) -> web.Response:
 
 
 async def delete_file(request: web.Request) -> web.Response:
-    """``DELETE /agent/files/{kind}/{name}``: remove a job's file (absent already is fine)."""
+    """``DELETE /agent/files/{folder}/{path}``: remove a job's file, idempotent (``{"removed": [...]}``)."""
     try:
         kind, name = _target(request)
     except BadName as exc:
-        return error(400, "VALIDATION_FAILED", str(exc))
+        return error(400, "BAD_PATH", str(exc))
     removed = request.app[AGENT].files.delete(kind, name)
-    return web.json_response({"kind": kind, "name": name, "removed": removed})
+    return web.json_response({"removed": [f"{kind}/{name}"] if removed else []})
 
 
 async def wipe(request: web.Request) -> web.Response:
-    """``POST /agent/wipe``: remove every input, output and temp file (between tenants)."""
-    count = request.app[AGENT].files.wipe()
-    request.app[AGENT].note(f"wiped {count} job file(s)")
-    return web.json_response({"removed": count})
+    """``DELETE /agent/files``: the hand-over wipe of every user file (never models, never what the image shipped)."""
+    removed = request.app[AGENT].files.wipe()
+    request.app[AGENT].note(f"wiped {len(removed)} job file(s)")
+    return web.json_response({"removed": removed})
 
 
 class Proxy:
@@ -174,7 +174,7 @@ def build_app(agent: Agent) -> web.Application:
     app.router.add_put("/agent/files/{kind}/{name:.+}", put_file)
     app.router.add_get("/agent/files/{kind}/{name:.+}", get_file)
     app.router.add_delete("/agent/files/{kind}/{name:.+}", delete_file)
-    app.router.add_post("/agent/wipe", wipe)
+    app.router.add_delete("/agent/files", wipe)
     app.router.add_route("*", "/agent/{rest:.*}", _unknown)
     app.router.add_route("*", "/{path:.*}", Proxy(agent).handle)
     return app

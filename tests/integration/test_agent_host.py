@@ -195,6 +195,8 @@ async def agent_url(tmp_path: Path) -> AsyncIterator[tuple[str, Agent, list[dict
     upstream, comfy_url, seen = await _upstream()
     async with aiohttp.ClientSession() as session:
         (tmp_path / "models" / "checkpoints").mkdir(parents=True)
+        (tmp_path / "input").mkdir()
+        (tmp_path / "input" / "example.png").write_bytes(b"shipped with the image")
         (tmp_path / "models" / "checkpoints" / "sd15.safetensors").write_bytes(b"x" * 10)
         agent = Agent(secret=SECRET, models=[ModelFile(folder="checkpoints", name="sd15.safetensors")],
                       comfy=LocalComfy(comfy_url), files=DiskFiles(tmp_path), fetcher=downloader(session),
@@ -221,7 +223,7 @@ async def test_nothing_answers_without_the_secret(agent_url: tuple[str, Agent, l
     async with aiohttp.ClientSession() as s:
         for method, path in [("GET", "/agent/status"), ("GET", "/agent/logs"), ("GET", "/system_stats"),
                              ("POST", "/prompt"), ("PUT", "/agent/files/input/a.png"), ("GET", "/nope"),
-                             ("POST", "/agent/wipe")]:
+                             ("DELETE", "/agent/files"), ("DELETE", "/agent/files/input/a.png")]:
             for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": SECRET}):
                 async with s.request(method, url + path, headers=headers) as resp:
                     assert resp.status == 401, (method, path, headers)
@@ -260,17 +262,25 @@ async def test_status_proxy_and_files(agent_url: tuple[str, Agent, list[dict[str
         async with s.put(url + "/agent/files/loras/face.safetensors", data=b"lora") as resp:
             assert resp.status == 201
         assert (tmp_path / "models" / "loras" / "face.safetensors").exists()
-        async with s.put(url + "/agent/files/input/..%2Fescape.png", data=b"x") as resp:
-            assert resp.status in (400, 404)
-        (tmp_path / "output").mkdir()
-        (tmp_path / "output" / "o.png").write_bytes(b"out")
-        async with s.get(url + "/agent/files/output/o.png") as resp:
+        for bad in ("input/..%2Fescape.png", "input/a/../../b.png", "nope/x.png", "input//x.png"):
+            async with s.put(url + "/agent/files/" + bad, data=b"x") as resp:
+                assert resp.status in (400, 404), bad
+                if resp.status == 400:
+                    assert (await resp.json())["error"]["code"] == "BAD_PATH"
+        (tmp_path / "output" / "sub").mkdir(parents=True)
+        (tmp_path / "output" / "sub" / "o.png").write_bytes(b"out")
+        (tmp_path / "output" / "p.png").write_bytes(b"p")
+        async with s.get(url + "/agent/files/output/sub/o.png") as resp:
             assert await resp.read() == b"out"
-        async with s.delete(url + "/agent/files/output/o.png") as resp:
-            assert (await resp.json())["removed"] is True
-        async with s.post(url + "/agent/wipe") as resp:
-            assert (await resp.json())["removed"] == 1
-        assert not (tmp_path / "input" / "t1").exists()
+        async with s.delete(url + "/agent/files/output/sub/o.png") as resp:
+            assert (await resp.json()) == {"removed": ["output/sub/o.png"]}
+        assert not (tmp_path / "output" / "sub").exists()  # the emptied subfolder went too
+        async with s.delete(url + "/agent/files/output/sub/o.png") as resp:
+            assert (await resp.json()) == {"removed": []}  # idempotent
+        async with s.delete(url + "/agent/files") as resp:
+            assert (await resp.json()) == {"removed": ["input/t1/a.png", "output/p.png"]}
+        assert not (tmp_path / "input" / "t1").exists() and (tmp_path / "input" / "example.png").exists()
+        assert (tmp_path / "models" / "loras" / "face.safetensors").exists()  # never models
         async with s.get(url + "/agent/logs?tail=50") as resp:
             logs = await resp.json()
         assert any("phase ready" in line for line in logs["agent"]) and logs["comfyui"][0] == "Starting server"

@@ -97,3 +97,16 @@ def test_comfyui_restarts_then_gives_up() -> None:
     for _ in range(p.MAX_RESTARTS):
         s = p.evolve(s, p.ComfyExited(137))
     assert s.phase == "failed" and "/agent/logs" in s.reason
+
+
+def test_host_paths_cannot_leave_their_folder(tmp_path) -> None:
+    from services.agent.files import BadName, DiskFiles
+
+    (tmp_path / "input").mkdir()
+    (tmp_path / "input" / "out").symlink_to(tmp_path)  # a symlink pointing outside input/
+    files = DiskFiles(tmp_path)
+    for bad in ("out/x.png", "../x.png", "/etc/passwd", "a//b.png", "./a.png", "a\\b.png"):
+        with pytest.raises(BadName):
+            files.put("input", bad, b"x")
+    files.put("input", "stoker/0123/a.png", b"x")
+    assert files.wipe() == ["input/stoker/0123/a.png"] and not (tmp_path / "input" / "stoker").exists()

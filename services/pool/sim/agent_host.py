@@ -67,11 +67,11 @@ class SimFiles:
     def delete(self, kind: str, name: str) -> bool:
         return self.host.store.pop(self._key(kind, name), None) is not None
 
-    def wipe(self) -> int:
+    def wipe(self) -> list[str]:
         gone = [k for k in self.host.store if k[0] in ("input", "output", "temp")]
         for key in gone:
             del self.host.store[key]
-        return len(gone)
+        return sorted(f"{k}/{sub}/{n}" if sub else f"{k}/{n}" for k, sub, n in gone)
 
     def models(self) -> dict[str, list[str]]:
         folders = {folder for folder, _, _ in self.host.spec.models} | {"loras"}
