@@ -6,6 +6,7 @@ import { stepLine, widthOf } from "../charts.js";
 import { LivePool, ENDED } from "../pool-live.js";
 import { pageHeader, section, busy, confirmDialog, showNotice, tableWrap, empty } from "../ui.js";
 import { settingsSection, providerKeySection } from "./pool-settings.js";
+import { boxesSection } from "./pool-boxes.js";
 
 const LIVE_COLUMNS = ["Instance", "State", "Status", "Host", "GPU", "$/h", "Uptime", "Accrued", "Lease holder", "Actions"];
 const ENDED_COLUMNS = ["Instance", "Final state", "Why", "GPU", "$/h", "Cost", "Review"];
@@ -264,6 +265,7 @@ export function render(main) {
       h("section", { class: "card", "aria-labelledby": "pool-ended" }, h("h2", { id: "pool-ended" }, "Ended instances"),
         h("details", {}, h("summary", {}, "Ended in the last 24 h (", endedCount, ")"), tableWrap("Ended instances table", endedTable)))),
     settings.element,
+    boxesSection().element,
     providerKeySection(),
   );
   liveWrap.hidden = true;
