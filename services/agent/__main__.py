@@ -16,7 +16,7 @@ from aiohttp import web
 from libs.observability import logs
 
 from . import config as agent_config
-from .comfy import ComfyProcess, install_comfyui
+from .comfy import COMFYUI_PIN, ComfyProcess, install_comfyui
 from .download import Downloader
 from .files import DiskFiles
 from .gpu import read_gpus
@@ -31,9 +31,11 @@ log = logging.getLogger("stoker.agent")
 async def serve(cfg: agent_config.AgentConfig, stop: asyncio.Event) -> None:
     """Start ComfyUI (installing it if needed), the downloads and the proxy; run until ``stop``."""
     cfg.log_dir.mkdir(parents=True, exist_ok=True)
+    prepare = None
     if not (cfg.comfy_dir / "main.py").exists() and cfg.install_comfyui:
-        log.info("no ComfyUI at %s: installing the pinned version", cfg.comfy_dir)
-        await install_comfyui(cfg.comfy_dir, cfg.log_dir / "comfyui-install.log")
+        # Installed while the agent already answers: the pool sees "booting: installing ComfyUI" meanwhile.
+        prepare = (f"installing ComfyUI {COMFYUI_PIN} into {cfg.comfy_dir}",
+                   lambda: install_comfyui(cfg.comfy_dir, cfg.log_dir / "comfyui-install.log"))
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=300),
                                      auto_decompress=False) as session:
         secret, models, beat = cfg.secret, list(cfg.models), None
@@ -50,7 +52,7 @@ async def serve(cfg: agent_config.AgentConfig, stop: asyncio.Event) -> None:
         agent = Agent(secret=secret, models=models,
                       comfy=ComfyProcess(cfg.comfy_dir, cfg.comfy_port, cfg.log_dir / "comfyui.log"),
                       files=DiskFiles(cfg.comfy_dir), fetcher=Downloader(session, tokens=cfg.tokens),
-                      session=session, gpus=read_gpus)
+                      session=session, gpus=read_gpus, prepare=prepare)
         runner = web.AppRunner(build_app(agent), access_log=None)
         await runner.setup()
         await web.TCPSite(runner, cfg.listen_host, cfg.port).start()

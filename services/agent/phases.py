@@ -38,6 +38,12 @@ class AgentState(msgspec.Struct, frozen=True, kw_only=True):
 
 # --- events the shell reports ---------------------------------------------------------
 
+class Booting(msgspec.Struct, frozen=True):
+    """Still booting, and what it is doing (e.g. installing ComfyUI)."""
+
+    reason: str
+
+
 class Planned(msgspec.Struct, frozen=True):
     """The files the host needs; those already present are ``done``."""
 
@@ -82,7 +88,7 @@ class ComfyExited(msgspec.Struct, frozen=True):
     code: int | None
 
 
-AgentEvent = Planned | Progress | FileDone | Failed | ComfyStarting | ComfyUp | ComfyExited
+AgentEvent = Booting | Planned | Progress | FileDone | Failed | ComfyStarting | ComfyUp | ComfyExited
 
 
 def _file(agent: AgentState, name: str, **changes: object) -> tuple[FileProgress, ...]:
@@ -98,8 +104,10 @@ def evolve(state: AgentState, event: AgentEvent) -> AgentState:
     if state.phase == "failed":
         return state
     match event:
+        case Booting(reason=reason):
+            return msgspec.structs.replace(state, phase="booting", reason=reason)
         case Planned(files=files):
-            return msgspec.structs.replace(state, files=files,
+            return msgspec.structs.replace(state, files=files, reason="",
                                            phase="starting_comfyui" if _all_done(files) else "downloading")
         case Progress(name=name, done=done, total=total):
             return msgspec.structs.replace(state, files=_file(state, name, state="downloading", done=done,

@@ -38,13 +38,15 @@ class Agent:
 
     def __init__(self, *, secret: str, models: list[ModelFile], comfy: Comfy, files: HostFiles, fetcher: Fetcher,
                  session: aiohttp.ClientSession, gpus: Callable[[], Awaitable[list[dict[str, Any]]]] | None = None,
-                 log_lines: int = 2000, health_every_s: float = HEALTH_EVERY_S) -> None:
+                 log_lines: int = 2000, health_every_s: float = HEALTH_EVERY_S,
+                 prepare: tuple[str, Callable[[], Awaitable[None]]] | None = None) -> None:
         self.secret, self.models, self.comfy, self.files = secret, models, comfy, files
         self.fetcher, self.session = fetcher, session
         self._gpus = gpus
         self.state = phases.AgentState()
         self.log: collections.deque[str] = collections.deque(maxlen=log_lines)
         self._health_every = health_every_s
+        self._prepare = prepare  # (what it is, step): e.g. installing ComfyUI, run before anything else
         self._task: asyncio.Task[None] | None = None
         self.changed = asyncio.Event()
 
@@ -76,6 +78,14 @@ class Agent:
 
     async def _run(self) -> None:
         try:
+            if self._prepare is not None:
+                what, step = self._prepare
+                self.apply(phases.Booting(what))
+                try:
+                    await step()
+                except (OSError, RuntimeError) as exc:
+                    self.apply(phases.Failed(f"{what} failed: {exc}"))
+                    return
             self.apply(self.plan())
             for model in self.models:
                 if self.state.phase == "failed":

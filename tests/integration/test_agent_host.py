@@ -320,3 +320,78 @@ async def test_pinned_comfyui_install_unpacks_the_release_tarball(tmp_path: Path
     finally:
         await runner.cleanup()
     assert (tmp_path / "ComfyUI" / "main.py").read_bytes() == b"print('comfy')\n"
+
+
+@pytest.mark.timeout(20)
+async def test_agent_answers_while_it_installs_comfyui_and_says_why_it_failed(tmp_path: Path) -> None:
+    gate = asyncio.Event()
+
+    async def install() -> None:
+        await gate.wait()
+        raise RuntimeError("installing ComfyUI v0.3.64 failed at `python -c` (exit 1); see GET /agent/logs")
+
+    async with aiohttp.ClientSession() as session:
+        agent = Agent(secret=SECRET, models=[], comfy=LocalComfy("http://127.0.0.1:9"), files=DiskFiles(tmp_path),
+                      fetcher=downloader(session), session=session, health_every_s=0.02,
+                      prepare=("installing ComfyUI v0.3.64", install))
+        await agent.start()
+        await asyncio.sleep(0.05)
+        status = await agent.status()
+        assert (status["phase"], status["reason"]) == ("booting", "installing ComfyUI v0.3.64")
+        gate.set()
+        while agent.state.phase != "failed":
+            await asyncio.sleep(0.01)
+        assert "installing ComfyUI v0.3.64 failed" in agent.state.reason and "/agent/logs" in agent.state.reason
+        await agent.stop()
+
+
+FAKE_COMFY = """
+import http.server, json, sys
+port = int(sys.argv[sys.argv.index("--port") + 1])
+assert sys.argv[sys.argv.index("--listen") + 1] == "127.0.0.1"
+class H(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = json.dumps({"system": {"comfyui_version": "fake-1"}}).encode()
+        self.send_response(200)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+print("Starting server", flush=True)
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+@pytest.mark.timeout(40)
+async def test_comfyui_is_supervised_restarted_and_logged(tmp_path: Path) -> None:
+    import socket
+
+    from services.agent.comfy import ComfyProcess
+
+    (tmp_path / "ComfyUI").mkdir()
+    (tmp_path / "ComfyUI" / "main.py").write_text(FAKE_COMFY)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    comfy = ComfyProcess(tmp_path / "ComfyUI", port, tmp_path / "logs" / "comfyui.log", backoff=0.1)
+    async with aiohttp.ClientSession() as session:
+        agent = Agent(secret=SECRET, models=[], comfy=comfy, files=DiskFiles(tmp_path / "ComfyUI"),
+                      fetcher=downloader(session), session=session, health_every_s=0.05)
+        await agent.start()
+        try:
+            async def phase(want: str) -> None:
+                while agent.state.phase != want:
+                    await asyncio.sleep(0.02)
+            await asyncio.wait_for(phase("ready"), 20)
+            assert agent.state.comfyui_version == "fake-1"
+            first = comfy._proc
+            assert first is not None
+            first.kill()  # ComfyUI dies
+            await asyncio.wait_for(phase("starting_comfyui"), 10)
+            await asyncio.wait_for(phase("ready"), 20)
+            assert comfy._proc is not first and agent.state.restarts == 0
+            assert comfy.log_tail(10).count("Starting server") == 2  # both runs logged to the file
+        finally:
+            await agent.stop()
+        assert comfy._proc is not None and comfy._proc.returncode is not None  # stopped with the agent

@@ -65,8 +65,10 @@ def _files(*states: str) -> tuple[p.FileProgress, ...]:
 def test_phases_walk_from_booting_to_ready() -> None:
     s = p.AgentState()
     assert s.phase == "booting"
+    s = p.evolve(s, p.Booting("installing ComfyUI v0.3.64"))
+    assert (s.phase, s.reason) == ("booting", "installing ComfyUI v0.3.64")
     s = p.evolve(s, p.Planned(_files("pending", "done")))
-    assert s.phase == "downloading"
+    assert s.phase == "downloading" and s.reason == ""
     s = p.evolve(s, p.Progress("f0", 50, 100))
     assert p.bytes_done(s) == (50, None)  # f1's size is unknown
     s = p.evolve(s, p.ComfyUp("0.3.64"))
