@@ -15,6 +15,7 @@ NO_OFFERS = "no_offers"
 RENT_REFUSED = "rent_refused"
 LISTING = (PROVIDER_AUTH, PROVIDER_UNREACHABLE)
 RENTING = (NO_OFFERS, RENT_REFUSED)
+UNREACHABLE_AFTER = 3  # listing passes failed in a row before "provider_unreachable" is a problem
 
 
 def from_provider_error(exc: ProviderError, doing: str) -> tuple[str, str]:

@@ -80,6 +80,7 @@ class Reconciler:
         self.last_error: str | None = None
         self._found: dict[str, str] = {}  # problems seen since the last flush, by code
         self._checked: set[str] = set()  # problem codes looked at since the last flush
+        self._listing_failures = 0  # consecutive passes whose listing failed
 
     def _problem(self, code: str, message: str | None, *, checked: tuple[str, ...] = ()) -> None:
         self._checked.update(checked or (code,))
@@ -103,8 +104,12 @@ class Reconciler:
             self.last_error = f"listing failed: {exc}"
             log.warning("reconcile: cannot list instances (%s); acting on what is safe", exc)
             listed = None
-            self._problem(*problems.from_provider_error(exc, "listing instances"), checked=problems.LISTING)
+            self._listing_failures += 1
+            code, message = problems.from_provider_error(exc, "listing instances")
+            if code == problems.PROVIDER_AUTH or self._listing_failures >= problems.UNREACHABLE_AFTER:
+                self._problem(code, message, checked=problems.LISTING)  # a blip is not a problem yet
         else:
+            self._listing_failures = 0
             self._problem(problems.PROVIDER_AUTH, None, checked=problems.LISTING)
         view = self.writer.view
         plan = planner.plan(view, listed, self.clock(), settings=self.settings,

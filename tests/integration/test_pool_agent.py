@@ -84,3 +84,26 @@ async def test_no_matching_offer_is_a_problem(nc, js) -> None:
         assert "H200 NVL" in svc.view.problems["no_offers"].message
         await svc.commands.configure(api.ConfigureRequest(changes={"desired_size": 0}))
         await eventually(lambda: "no_offers" not in svc.view.problems, 20)
+
+
+class _Unreachable:
+    """A provider whose every call fails like a network outage."""
+
+    name = "sim"
+
+    async def list_instances(self):
+        from services.pool.providers.base import ProviderError
+        raise ProviderError("Vast.ai GET /api/v1/instances/ failed after 5 attempts: ConnectError", retryable=True)
+
+
+@pytest.mark.timeout(60)
+async def test_a_listing_blip_is_not_a_problem_but_an_outage_is(nc, js) -> None:
+    from services.pool.reconciler import Reconciler
+
+    async with pool_stack(nc, js, SimConfig(**FAST_SIM), reconcile_interval_s=3600) as (sim, [svc]):
+        outage = Reconciler(svc.writer, _Unreachable(), svc.probe, clock=svc.clock)  # type: ignore[arg-type]
+        await outage.run_once()
+        await outage.run_once()
+        assert "provider_unreachable" not in svc.view.problems  # two failed passes: a blip
+        await outage.run_once()
+        assert "ConnectError" in svc.view.problems["provider_unreachable"].message
