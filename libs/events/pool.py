@@ -16,10 +16,13 @@ from .base import Event
 
 INSTANCE = "instance"
 CONFIG = "config"
+ALERT = "alert"  # one aggregate per alerted event (id = that event's id): its delivery attempts
+NODE = "node"  # one of your own GPU boxes that joined with a join token (id = node id)
+JOIN_TOKEN = "join_token"  # one join token (id = token id)
 
 TerminationReason = Literal[
     "idle", "safe_mode", "admin", "extraction_failed", "probe_timeout", "budget",
-    "orphan", "lease_expired", "provider_lost", "rent_failed", "reset",
+    "orphan", "lease_expired", "provider_lost", "rent_failed", "reset", "agent_failed",
 ]
 FailureKind = Literal["extraction", "pull", "start", "probe_timeout", "vanished"]
 
@@ -55,15 +58,24 @@ DEFAULT_MODELS = (
     f"https://huggingface.co/stable-diffusion-v1-5/stable-diffusion-v1-5/resolve/main/{DEFAULT_CHECKPOINT}",
 )
 
+# Starts the Stoker agent on a stock image: install it unless the image has it (deploy/instance/Dockerfile
+# does), then run it in the background; it installs the pinned ComfyUI when the image has none.
+# The pool puts STOKER_AGENT_PACKAGE (a pip requirement), STOKER_MODELS and the instance secret in the env.
+AGENT_ONSTART = (
+    "mkdir -p /var/log/stoker; command -v stoker >/dev/null || "
+    "pip install -q \"${STOKER_AGENT_PACKAGE:-stoker}\" >>/var/log/stoker/install.log 2>&1; "
+    "nohup stoker agent >>/var/log/stoker/agent.log 2>&1 &"
+)
+
 
 class InstanceTemplate(msgspec.Struct, frozen=True, kw_only=True):
     """How an instance is launched. Model tokens are referenced by env name, never stored."""
 
-    image: Annotated[str, Meta(pattern=r"^[^\s\x00-\x1f\x7f]{1,512}$",
-                               description="a container image reference (no spaces)")] = "vastai/comfy:latest"
+    image: Annotated[str, Meta(pattern=r"^[^\s\x00-\x1f\x7f]{1,512}$", description="a container image reference (no spaces)")] = (
+        "pytorch/pytorch:2.5.1-cuda12.4-cudnn9-runtime")
     disk_gb: DiskGb = 250.0
     ports: Annotated[tuple[Port, ...], Meta(max_length=32)] = (8188, 22)
-    onstart: Script = "bash /opt/stoker/start-comfyui.sh"
+    onstart: Script = AGENT_ONSTART
     # model URLs (Hugging Face / Civitai) downloaded at start
     models: Annotated[tuple[Word, ...], Meta(max_length=100)] = DEFAULT_MODELS
     token_env: Annotated[tuple[EnvName, ...], Meta(max_length=16)] = ("HF_TOKEN", "CIVITAI_TOKEN")
@@ -112,7 +124,67 @@ class Offer(msgspec.Struct, frozen=True, kw_only=True):
     reliability: float = 0.0
 
 
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """Something that keeps a pool from doing what it is configured to do (shown in GET /api/v1/pool)."""
+
+    code: str  # stable: provider_auth, provider_unreachable, no_offers, rent_refused, ...
+    message: str
+    since: datetime
+
+
 # --- config aggregate -------------------------------------------------------------
+
+class ProblemRaised(Event, frozen=True, kw_only=True):
+    """The reconciler hit a problem it cannot solve alone (e.g. the provider refuses the key)."""
+
+    pool_id: str
+    code: str
+    message: str
+
+
+class AlertAttempted(Event, frozen=True, kw_only=True):
+    """The admin alert webhook was called about an event (``ok``: it answered 2xx)."""
+
+    pool_id: str
+    kind: str  # extraction_failed, probe_timeout, spend_cap, safe_mode, provider_auth, node_lost
+    instance_id: str = ""
+    attempt: int = 1
+    ok: bool = False
+    status: int | None = None
+    error: str = ""
+
+
+class JoinTokenCreated(Event, frozen=True, kw_only=True):
+    """An admin made a join token for own GPU boxes; only its SHA-256 is kept (the token is shown once)."""
+
+    pool_id: str
+    token_sha256: str
+    label: str = ""
+    dph: float = 0.0  # what an hour of a box joined with it costs (for budgets and usage)
+
+
+class JoinTokenRevoked(Event, frozen=True, kw_only=True):
+    """The join token no longer admits boxes, and boxes joined with it stop being used."""
+
+    pool_id: str
+
+
+class NodeJoined(Event, frozen=True, kw_only=True):
+    """A box running ``stoker agent --join`` joined the pool (again, when it already had)."""
+
+    pool_id: str
+    token_id: str
+    name: str
+    url: str  # where its agent answers (with the node's secret)
+    gpu_name: str = ""
+
+
+class ProblemCleared(Event, frozen=True, kw_only=True):
+    """A problem went away."""
+
+    pool_id: str
+    code: str
+
 
 class PoolConfigured(Event, frozen=True, kw_only=True):
     """The pool's configuration was set (the full resulting config)."""
@@ -135,32 +207,6 @@ class PoolReset(Event, frozen=True, kw_only=True):
 
     pool_id: str
     reason: str = ""
-
-
-class PoolProblem(msgspec.Struct, frozen=True, kw_only=True):
-    """Something that keeps the pool from doing what it is configured to do, shown in the pool summary.
-
-    ``code`` is stable (e.g. ``hosts_avoided``, ``no_offers``); ``since`` is when it was first raised.
-    """
-
-    code: str
-    message: str
-    since: datetime
-
-
-class ProblemRaised(Event, frozen=True, kw_only=True):
-    """The pool found a problem (raising a code again updates its message and keeps its ``since``)."""
-
-    pool_id: str
-    code: str
-    message: str
-
-
-class ProblemCleared(Event, frozen=True, kw_only=True):
-    """A problem went away."""
-
-    pool_id: str
-    code: str
 
 
 class PrewarmRequested(Event, frozen=True, kw_only=True):
@@ -206,6 +252,25 @@ class InstanceStatusChanged(Event, frozen=True, kw_only=True):
     pool_id: str
     actual_status: str | None
     status_msg: str | None = None
+    ssh_host: str = ""
+    ssh_port: int = 0
+
+
+class AgentReported(Event, frozen=True, kw_only=True):
+    """The host's agent reported a new phase or progress, or probing it failed in a new way.
+
+    ``phase`` is the agent's (booting, downloading, starting_comfyui, ready, failed) or ``unreachable``
+    while the agent does not answer; ``probe_error`` is the last probe error ("" when the probe worked).
+    """
+
+    pool_id: str
+    phase: str
+    reason: str = ""
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    comfyui_version: str = ""
+    probe_error: str = ""
+    base_url: str = ""  # where the agent answers (not a secret: nothing there answers without one)
 
 
 class ExtractionFailed(Event, frozen=True, kw_only=True):
@@ -289,8 +354,9 @@ class OrphanFound(Event, frozen=True, kw_only=True):
 
 
 PoolEvent = (
-    PoolConfigured | SafeModeChanged | PoolReset | ProblemRaised | ProblemCleared | PrewarmRequested | RentRequested
-    | InstanceRented | RentFailed | InstanceStatusChanged | ExtractionFailed | Ready
+    PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
+    | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
-    | OrphanFound
+    | OrphanFound | ProblemRaised | ProblemCleared | AlertAttempted | JoinTokenCreated | JoinTokenRevoked
+    | NodeJoined
 )

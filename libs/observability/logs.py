@@ -23,8 +23,8 @@ MIN_SECRET = 4  # shorter values would mask ordinary words
 # Variables whose values are secrets wherever they appear (comma-separated lists are split).
 SECRET_ENV = ("STOKER_ADMIN_KEY", "AUDIT_HMAC_KEY", "AUDIT_SALT", "AUDIT_HMAC_OLD_KEYS", "VASTAI_API_KEY",
               "VAST_API_KEY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "CIVITAI_TOKEN", "CIVITAI_API_TOKEN",
-              "STOKER_WEBHOOK_SECRET", "NATS_PASSWORD", "PGPASSWORD",
-              "ADMIN_API_KEY", "HUGGINGFACE_HUB_TOKEN")  # the last two: the seed's names
+              "STOKER_WEBHOOK_SECRET", "STOKER_ALERT_WEBHOOK_SECRET", "STOKER_INSTANCE_KEY", "NATS_PASSWORD",
+              "PGPASSWORD", "ADMIN_API_KEY", "HUGGINGFACE_HUB_TOKEN")  # the last two: the seed's names
 URL_ENV = ("DATABASE_URL", "NATS_URL")  # their passwords are secrets
 HEADER_ENV = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")  # key=value,... (auth tokens)
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName"}

@@ -61,6 +61,49 @@ async def safe_mode(call: Call) -> Any:
                                                                    **_who(call)))
 
 
+async def instance_logs(call: Call) -> Any:
+    """The last lines of an instance's agent and ComfyUI logs (the pool asks the agent)."""
+    q: s.LogsQuery = call.query
+    return await call.app[POOL_CLIENT].send(api.HOST_LOGS, api.HostLogsRequest(
+        instance_id=call.path("id"), tail=q.tail, **_who(call)))
+
+
+async def create_join_token(call: Call) -> Any:
+    """A join token for own GPU boxes (shown once)."""
+    body: s.JoinTokenBody = call.body
+    return await _command(call, api.CREATE_JOIN_TOKEN, api.CreateJoinTokenRequest(label=body.label, dph=body.dph,
+                                                                                  **_who(call)))
+
+
+async def list_join_tokens(call: Call) -> Any:
+    """Join tokens from the projection (their hashes stay inside)."""
+    view = call.app[POOL_READS].view
+    return {"items": [{"token_id": t.id, "label": t.label, "dph": t.dph, "created_at": t.created_at,
+                       "revoked": t.revoked, "nodes": sorted(n.name for n in view.nodes.values() if n.token_id == t.id)}
+                      for t in sorted(view.join_tokens.values(), key=lambda t: t.created_at.isoformat() if t.created_at else "")]}
+
+
+async def revoke_join_token(call: Call) -> Any:
+    """Revoke a join token: boxes joined with it stop being used."""
+    return await _command(call, api.REVOKE_JOIN_TOKEN, api.RevokeJoinTokenRequest(token_id=call.path("id"),
+                                                                                  **_who(call)))
+
+
+async def agent_join(call: Call) -> Any:
+    """A box running ``stoker agent --join`` joins (authenticated by its join token, checked by the pool)."""
+    body: s.AgentJoinBody = call.body
+    return await call.app[POOL_CLIENT].send(api.AGENT_JOIN, api.AgentJoinRequest(
+        token=body.token, url=body.url, name=body.name, gpu_name=body.gpu_name, actor="agent",
+        correlation_id=call.correlation_id))
+
+
+async def agent_heartbeat(call: Call) -> Any:
+    """A joined box is alive."""
+    body: s.AgentHeartbeatBody = call.body
+    return await call.app[POOL_CLIENT].send(api.AGENT_HEARTBEAT, api.AgentHeartbeatRequest(
+        token=body.token, node_id=body.node_id, actor="agent"))
+
+
 async def reset(call: Call) -> Any:
     """Clear the pool's transient state."""
     return await _command(call, api.RESET, api.ResetRequest(reason=call.body.reason, **_who(call)))
@@ -78,6 +121,20 @@ OPERATIONS = [
     Operation("POST", "/api/v1/pool/instances/{id}/terminate", terminate, "terminate_instance",
               "Terminate one instance", "pool", role="admin", body=s.TerminateBody, response=s.TerminateResult,
               status=202, errors=POOL_ERRORS),
+    Operation("GET", "/api/v1/pool/instances/{id}/logs", instance_logs, "instance_logs",
+              "The agent's and ComfyUI's log of one instance", "pool", role="admin", query=s.LogsQuery,
+              response=s.InstanceLogs, errors=POOL_ERRORS),
+    Operation("POST", "/api/v1/pool/join-tokens", create_join_token, "create_join_token",
+              "A join token for your own GPU boxes (shown once)", "pool", role="admin", body=s.JoinTokenBody,
+              response=s.JoinTokenMade, status=201, errors=(503,)),
+    Operation("GET", "/api/v1/pool/join-tokens", list_join_tokens, "list_join_tokens", "Join tokens", "pool",
+              role="admin", response=s.JoinTokenList),
+    Operation("DELETE", "/api/v1/pool/join-tokens/{id}", revoke_join_token, "revoke_join_token",
+              "Revoke a join token", "pool", role="admin", response=s.RevokeResult, errors=POOL_ERRORS),
+    Operation("POST", "/api/v1/agents/join", agent_join, "agent_join", "A box running `stoker agent --join` joins",
+              "pool", role=None, body=s.AgentJoinBody, response=s.AgentJoined, errors=(401, 503)),
+    Operation("POST", "/api/v1/agents/heartbeat", agent_heartbeat, "agent_heartbeat", "A joined box is alive",
+              "pool", role=None, body=s.AgentHeartbeatBody, response=s.HeartbeatResult, errors=(401, 404, 503)),
     Operation("POST", "/api/v1/pool/safe-mode", safe_mode, "set_safe_mode", "Turn safe mode on or off", "pool",
               role="admin", body=s.SafeModeBody, response=s.SafeModeResult, errors=(409, 503)),
     Operation("POST", "/api/v1/pool/reset", reset, "reset_pool",

@@ -11,12 +11,13 @@ import asyncio
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
 
 from libs.events import codec
+from services.gateway.errors import ApiError
 from services.pool.view import PoolView
 
 log = logging.getLogger("stoker.gateway")
@@ -73,8 +74,10 @@ def fallback_object_info(pool: PoolView) -> dict[str, Any]:
 class InstanceInfo:
     """Answers of one Ready instance to read-only ComfyUI routes, cached for ``TTL_S`` seconds."""
 
-    def __init__(self, pool_view: Callable[[], PoolView], *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, pool_view: Callable[[], PoolView], *, clock: Callable[[], float] = time.monotonic,
+                 access: Callable[[str], Awaitable[str]] | None = None) -> None:
         self._pool_view = pool_view
+        self._access = access  # base URL -> the host's instance secret (asked of the pool; never kept or logged)
         self._clock = clock
         self._cache: dict[str, Answer] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -89,7 +92,10 @@ class InstanceInfo:
 
     async def _fetch(self, base_url: str, path: str) -> Any:
         timeout = aiohttp.ClientTimeout(total=FETCH_TIMEOUT_S)
-        async with aiohttp.ClientSession(timeout=timeout) as session, session.get(base_url + path) as resp:
+        secret = await self._access(base_url) if self._access is not None else ""
+        headers = {"Authorization": f"Bearer {secret}"} if secret else {}
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(base_url + path, headers=headers) as resp:
             if resp.status != 200:
                 raise ValueError(f"HTTP {resp.status}")
             if (resp.content_length or 0) > MAX_BYTES:
@@ -118,8 +124,8 @@ class InstanceInfo:
             if base_url is not None:
                 try:
                     answer = Answer(self._clock(), await self._fetch(base_url, path), "instance")
-                except (aiohttp.ClientError, TimeoutError, ValueError, OSError) as exc:
-                    log.info("ComfyUI %s from %s failed: %s", path, base_url, exc)
+                except (aiohttp.ClientError, TimeoutError, ValueError, OSError, ApiError) as exc:
+                    log.info("ComfyUI %s from %s failed: %s", path, base_url, type(exc).__name__)
                 else:
                     self._cache[path] = answer
                     return answer

@@ -41,11 +41,13 @@ from services.gateway.resources import (
     HUB,
     JS,
     NATS,
+    POOL_CLIENT,
     POOL_READS,
 )
 from services.generation import api
 from services.generation.domain import Job
 from services.generation.view import JobsView, project
+from services.pool import api as pool_api
 
 log = logging.getLogger("stoker.gateway")
 
@@ -219,7 +221,11 @@ async def gen_ctx(app: web.Application) -> AsyncIterator[None]:
     app[GEN_READS] = reads
     app[GEN_CLIENT] = GenClient(app[NATS], timeout=app[CONFIG].pool_timeout_s, pool_id=app[CONFIG].pool_id)
     app[COMFY_CLIENTS] = ComfyClients()
-    app[COMFY_INFO] = InstanceInfo(lambda: app[POOL_READS].view)
+    async def host_secret(base_url: str) -> str:
+        result = await app[POOL_CLIENT].send(pool_api.HOST_ACCESS, pool_api.HostAccessRequest(base_url=base_url))
+        return str((result or {}).get("secret") or "")
+
+    app[COMFY_INFO] = InstanceInfo(lambda: app[POOL_READS].view, access=host_secret)
     await reads.start()
     yield
     await reads.stop()

@@ -27,7 +27,8 @@ log = logging.getLogger("stoker.gateway")
 QUEUE_SIZE = 256
 RESYNC = "resync"
 CLOSE = "close"
-ADMIN_ONLY_FIELDS = ("base_url", "provider_id", "host_id", "lease_holder", "lease_expires_at")
+ADMIN_ONLY_FIELDS = ("base_url", "provider_id", "host_id", "lease_holder", "lease_expires_at", "ssh_host", "ssh_port",
+                     "last_probe_error", "logs_url")
 
 
 @dataclass(frozen=True, slots=True)

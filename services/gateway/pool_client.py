@@ -13,6 +13,8 @@ POOL_STATUS = {
     "SAFE_MODE": 409,
     "LIMIT": 409,
     "NO_CAPACITY": 503,
+    "UNAVAILABLE": 503,
+    "UNAUTHORIZED": 401,
 }
 
 

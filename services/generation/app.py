@@ -64,13 +64,14 @@ class GenerationService:
             filter_subject=subjects.events_filter(subjects.POOL), initial=PoolView(pool_id=config.pool_id),
             project=project_pool, view_type=PoolView))
         self.objects = objects or JetStreamObjects(js)
-        self.hosts = hosts or HttpComfyHosts()
+        pool = NatsPool(nc, actor=f"gen:{config.replica}", pool_id=config.pool_id)
+        self.hosts = hosts or HttpComfyHosts(access=pool.host_secret)
         self.sender = sender or HttpSender(allow_private=config.webhooks.allow_private)
         self.progress: dict[str, api.Progress] = {}
         self.pool_changed = Signal()
         self._master = b""
         self.metrics = GenMetrics()
-        deps = Deps(store=self.store, pool=NatsPool(nc, actor=f"gen:{config.replica}", pool_id=config.pool_id), hosts=self.hosts,
+        deps = Deps(store=self.store, pool=pool, hosts=self.hosts,
                     objects=self.objects, publish=nc.publish, pool_view=self.pool_view,
                     waiting_jobs=lambda: len(self.projector.view.queued),
                     enqueue_webhook=lambda job_id: queue.enqueue_webhook(js, job_id, config.pool_id), clock=clock,

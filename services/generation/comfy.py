@@ -8,6 +8,7 @@ not answer (connection refused, 502/503/504, timeouts) is ``HostUnreachable``; a
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -162,12 +163,20 @@ class _WsSocket:
             pass
 
 
-class HttpComfyHost:
-    """A ComfyUI host over HTTP and WebSocket."""
+Auth = Callable[[bool], Awaitable[dict[str, str]]]  # (refresh) -> headers carrying the host's instance secret
 
-    def __init__(self, base_url: str, http: httpx.AsyncClient, ws: aiohttp.ClientSession) -> None:
+
+async def _no_auth(refresh: bool) -> dict[str, str]:
+    return {}
+
+
+class HttpComfyHost:
+    """A ComfyUI host over HTTP and WebSocket (through its Stoker agent, with the instance secret)."""
+
+    def __init__(self, base_url: str, http: httpx.AsyncClient, ws: aiohttp.ClientSession,
+                 auth: Auth = _no_auth) -> None:
         self.base_url = base_url.rstrip("/")
-        self._http, self._ws = http, ws
+        self._http, self._ws, self._auth = http, ws, auth
 
     def _span_attributes(self, method: str, route: str) -> dict[str, Any]:
         return {"http.request.method": method, "url.template": route,
@@ -178,7 +187,11 @@ class HttpComfyHost:
         with tracing.span("generation", f"ComfyUI {method} {route}", kind=SpanKind.CLIENT,
                           attributes=self._span_attributes(method, route)) as span:
             try:
-                resp = await self._http.request(method, self.base_url + path, **kwargs)
+                headers = {**kwargs.pop("headers", {}), **await self._auth(False)}
+                resp = await self._http.request(method, self.base_url + path, headers=headers, **kwargs)
+                if resp.status_code == 401:  # the secret went stale (a new instance at this address): ask again
+                    headers.update(await self._auth(True))
+                    resp = await self._http.request(method, self.base_url + path, headers=headers, **kwargs)
             except (httpx.TransportError, httpx.TimeoutException) as exc:
                 raise HostUnreachable(f"{method} {path}: {type(exc).__name__} {exc}".strip()) from None
             span.set_attribute("http.response.status_code", resp.status_code)
@@ -202,7 +215,8 @@ class HttpComfyHost:
         with tracing.span("generation", "ComfyUI GET /ws", kind=SpanKind.CLIENT,
                           attributes=self._span_attributes("GET", "/ws")):
             try:
-                ws = await self._ws.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=20.0)
+                ws = await self._ws.ws_connect(url, timeout=aiohttp.ClientWSTimeout(ws_close=2.0), heartbeat=20.0,
+                                               headers=await self._auth(False))
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 raise HostUnreachable(f"websocket: {type(exc).__name__} {exc}".strip()) from None
         return _WsSocket(ws)
@@ -261,9 +275,15 @@ class HttpComfyHost:
 
 
 class HttpComfyHosts:
-    """Host clients sharing one HTTP connection pool and one WebSocket session."""
+    """Host clients sharing one HTTP connection pool, one WebSocket session and the hosts' secrets.
 
-    def __init__(self, timeout: float = 30.0) -> None:
+    ``access(base_url)`` asks the pool for a host's instance secret (kept in memory only, never
+    logged); None means the hosts need none.
+    """
+
+    def __init__(self, timeout: float = 30.0, access: Callable[[str], Awaitable[str]] | None = None) -> None:
+        self._access = access
+        self._secrets: dict[str, str] = {}
         self._http = httpx.AsyncClient(timeout=httpx.Timeout(timeout, connect=5.0),
                                        limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         self._session: aiohttp.ClientSession | None = None
@@ -272,12 +292,21 @@ class HttpComfyHosts:
         """A client for one host."""
         if self._session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, connect=5.0))
-        return HttpComfyHost(base_url, self._http, self._session)
+        return HttpComfyHost(base_url, self._http, self._session, auth=lambda refresh: self._auth(base_url, refresh))
+
+    async def _auth(self, base_url: str, refresh: bool) -> dict[str, str]:
+        if self._access is None:
+            return {}
+        key = base_url.rstrip("/")
+        if refresh or key not in self._secrets:
+            self._secrets[key] = await self._access(key)
+        secret = self._secrets[key]
+        return {"Authorization": f"Bearer {secret}"} if secret else {}
 
     def files(self, base_url: str) -> HostFiles:
         """The user files of one host."""
         from .host_files import HttpHostFiles  # the adapter needs this module's errors
-        return HttpHostFiles(base_url, self._http)
+        return HttpHostFiles(base_url, self._http, auth=lambda refresh: self._auth(base_url, refresh))
 
     async def aclose(self) -> None:
         """Close the connection pools."""

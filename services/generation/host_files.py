@@ -9,7 +9,7 @@ own clean-up and unguessable names are what protect inputs there).
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -42,13 +42,21 @@ class HostFiles(Protocol):
 class HttpHostFiles:
     """``HostFiles`` over HTTP: ComfyUI's upload route, the agent's delete routes."""
 
-    def __init__(self, base_url: str, http: httpx.AsyncClient) -> None:
+    def __init__(self, base_url: str, http: httpx.AsyncClient,
+                 auth: Callable[[bool], Awaitable[dict[str, str]]] | None = None) -> None:
         self.base_url = base_url.rstrip("/")
         self._http = http
+        self._auth = auth  # (refresh) -> headers with the host's instance secret (every call to an agent needs it)
 
-    async def _send(self, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def _headers(self, refresh: bool) -> dict[str, str]:
+        return await self._auth(refresh) if self._auth is not None else {}
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            resp = await self._http.request(method, self.base_url + path, **kwargs)  # type: ignore[arg-type]
+            resp = await self._http.request(method, self.base_url + path, headers=await self._headers(False), **kwargs)
+            if resp.status_code == 401 and self._auth is not None:  # a stale secret: ask again once
+                resp = await self._http.request(method, self.base_url + path, headers=await self._headers(True),
+                                                **kwargs)
         except (httpx.TransportError, httpx.TimeoutException) as exc:
             raise HostUnreachable(f"{method} {path.split('?')[0]}: {type(exc).__name__}") from None
         if resp.status_code in (502, 503, 504):

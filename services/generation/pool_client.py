@@ -87,6 +87,19 @@ class NatsPool:
         """Release a lease."""
         await self._call(pool_api.RELEASE, {"instance_id": instance_id, "lease_id": lease_id})
 
+    async def host_secret(self, base_url: str) -> str:
+        """The instance secret of the host at ``base_url`` ("" when it needs none); never logged.
+
+        Raises HostUnreachable when the pool does not know the host (it is gone) or does not answer.
+        """
+        from .comfy import HostUnreachable
+
+        try:
+            result = await self._call(pool_api.HOST_ACCESS, {"base_url": base_url})
+        except PoolUnavailable as exc:
+            raise HostUnreachable(f"no access to the host: {exc.code}") from None
+        return str(msgspec.convert(result, pool_api.HostAccess).secret)
+
     async def prewarm(self, count: int, key: str) -> None:
         """Rent more instances now."""
         await self._call(pool_api.PREWARM, {"count": count, "idempotency_key": key})

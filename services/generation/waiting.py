@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from services.pool.instance import Instance
 from services.pool.view import PoolView
 
 from .api import Progress, Waiting
@@ -47,6 +48,17 @@ def blocked(pool: PoolView | None, now: datetime) -> Waiting | None:
     return None
 
 
+def _loading_message(loading: list[Instance]) -> str:
+    """What the most advanced loading instance's agent says (downloading 40 %, starting ComfyUI)."""
+    best = max(loading, key=lambda i: (i.agent_phase == "starting_comfyui",
+                                       i.bytes_done / i.bytes_total if i.bytes_total else 0.0))
+    if best.agent_phase == "downloading" and best.bytes_total:
+        return f"an instance is downloading its models ({100 * best.bytes_done // best.bytes_total} %)"
+    if best.agent_phase == "starting_comfyui":
+        return "an instance is starting ComfyUI"
+    return "an instance is loading (ComfyUI and its models)"
+
+
 def _remaining(job: Job, now: datetime) -> float:
     expected = job.request.expected_seconds if job.request else 0.0
     start = job.current.claimed_at if job.current and job.current.claimed_at else now
@@ -87,7 +99,7 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
         left = max(5.0, start - since)
         if busy:
             left = min(left, free_in)
-        return Waiting(reason="instance_loading", message="an instance is loading (ComfyUI and its models)",
+        return Waiting(reason="instance_loading", message=_loading_message(loading),
                        expected_wait_s=round(left, 1))
     if renting:
         since = min((now - i.requested_at).total_seconds() for i in renting if i.requested_at) if any(
@@ -99,6 +111,9 @@ def explain(job: Job, ahead: list[Job], running: list[Job], pool: PoolView | Non
     if busy:
         return Waiting(reason="instances_busy", message=f"all {len(busy)} instance(s) are busy",
                        expected_wait_s=round(free_in, 1))
+    if pool is not None and pool.problems:
+        problem = min(pool.problems.values(), key=lambda p: p.since)
+        return Waiting(reason="pool_problem", message=f"no instance can be rented: {problem.message}")
     waited = (now - job.requested_at).total_seconds() if job.requested_at else 0.0
     if waited > max(NO_RENTAL_AFTER_S, 2 * start):  # asked long ago and nothing is even renting: say so, no estimate
         return Waiting(reason="cannot_rent", message=f"no GPU could be rented in the {round(waited)} s this job has "

@@ -22,6 +22,12 @@ SAFE_MODE = subjects.command(subjects.CMD_POOL, "safe_mode")
 RESET = subjects.command(subjects.CMD_POOL, "reset")
 STATUS = subjects.command(subjects.CMD_POOL, "status")
 SET_PROVIDER_KEY = subjects.command(subjects.CMD_POOL, "set_provider_key")
+HOST_ACCESS = subjects.command(subjects.CMD_POOL, "host_access")
+HOST_LOGS = subjects.command(subjects.CMD_POOL, "host_logs")
+CREATE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "create_join_token")
+REVOKE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "revoke_join_token")
+AGENT_JOIN = subjects.command(subjects.CMD_POOL, "agent_join")
+AGENT_HEARTBEAT = subjects.command(subjects.CMD_POOL, "agent_heartbeat")
 QUEUE_GROUP = "pool"
 
 
@@ -104,6 +110,64 @@ class SetProviderKeyRequest(Request, kw_only=True, forbid_unknown_fields=True):
 
     def __repr__(self) -> str:
         return f"SetProviderKeyRequest(provider={self.provider!r}, api_key=<redacted>)"
+
+
+class HostAccessRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """How to call the host at ``base_url`` (a live instance's): its instance secret, core NATS only."""
+
+    base_url: str
+
+
+class HostAccess(msgspec.Struct, kw_only=True):
+    """The answer to a HostAccessRequest: send ``Authorization: Bearer <secret>`` ("" = the host needs none)."""
+
+    instance_id: str
+    secret: str = ""
+
+    def __repr__(self) -> str:
+        return f"HostAccess(instance_id={self.instance_id!r}, secret=<redacted>)"
+
+
+class HostLogsRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """The last ``tail`` lines of an instance's agent and ComfyUI logs (fetched by the pool, which has the secret)."""
+
+    instance_id: str
+    tail: int = 200
+
+
+class CreateJoinTokenRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Make a token that lets your own GPU boxes join (``stoker agent --join URL --token T``)."""
+
+    label: str = ""
+    dph: float = 0.0
+
+
+class RevokeJoinTokenRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Stop a join token admitting boxes; boxes joined with it stop being used."""
+
+    token_id: str
+
+
+class AgentJoinRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """A box joins: its join token, where its agent answers, its name and GPU."""
+
+    token: str
+    url: str
+    name: str
+    gpu_name: str = ""
+
+    def __repr__(self) -> str:
+        return f"AgentJoinRequest(name={self.name!r}, url={self.url!r}, token=<redacted>)"
+
+
+class AgentHeartbeatRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """A joined box is alive."""
+
+    token: str
+    node_id: str
+
+    def __repr__(self) -> str:
+        return f"AgentHeartbeatRequest(node_id={self.node_id!r}, token=<redacted>)"
 
 
 class StatusRequest(Request, kw_only=True, forbid_unknown_fields=True):

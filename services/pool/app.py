@@ -27,7 +27,13 @@ from libs.observability import logs, metrics, tracing
 from libs.responder import responder
 
 from . import api, planner
+from .alerts import AlertSender, webhook_config
 from .handlers import Commands, meta_of
+from .heartbeats import Heartbeats
+from .host_secrets import HostSecrets, load_key
+from .joining import Joining
+from .providers.agents import AgentsProvider
+from .providers.composite import CompositeProvider
 from .instance import PoolError
 from .leader import LeaderLease
 from .metrics import PoolMetrics
@@ -84,8 +90,15 @@ class PoolService:
     def __init__(self, nc: Client, js: JetStreamContext, provider: Provider, *, config: ServiceConfig,
                  probe: ComfyProbe | None = None, clock: Callable[[], datetime] = utc_now,
                  env: Mapping[str, str] | None = None) -> None:
-        self.nc, self.js, self.provider, self.config, self.clock = nc, js, provider, config, clock
+        self.nc, self.js, self.config, self.clock = nc, js, config, clock
         self._env = dict(env or {})
+        self.heartbeats = Heartbeats(js, config.pool_id)
+        if getattr(provider, "runs_agent", True) and self._env.get("STOKER_OWN_BOXES", "1") != "0":
+            # Own boxes (joined with a join token) are offered before anything rented.
+            provider = CompositeProvider(AgentsProvider(lambda: self.projector.view, self.heartbeats.all,
+                                                        lost_after_s=float(self._env.get("STOKER_NODE_LOST_AFTER",
+                                                                                         "30"))), provider)
+        self.provider = provider
         projection = Projection(name=f"pool-{config.pool_id}", stream=subjects.event_stream(subjects.POOL),
                                 filter_subject=subjects.events_filter(subjects.POOL),
                                 initial=PoolView(pool_id=config.pool_id), project=project, view_type=PoolView)
@@ -99,8 +112,12 @@ class PoolService:
                                                                rent_grace_s=config.rent_grace_s),
                                      metrics=self.metrics, connected=lambda: nc.is_connected)
         self.commands = Commands(self.writer, self.reconciler, clock, metrics=self.metrics)
+        self.joining = Joining(self.writer, lambda: self.reconciler.host_secrets, self.heartbeats,
+                               lambda: self.projector.view.config.template.models)
         self.lease = LeaderLease(js, f"pool-reconciler.{config.pool_id}", config.replica or "pool",
                                  ttl=config.leader_ttl_s)
+        hook = webhook_config(self._env)
+        self.alerts = AlertSender(self.writer.store, hook, config.pool_id) if hook is not None else None
         self._tasks: list[asyncio.Task[Any]] = []
         self._subs: list[Any] = []
         self._inflight: set[asyncio.Task[None]] = set()
@@ -113,6 +130,10 @@ class PoolService:
     async def start(self) -> None:
         """Catch up, make sure the pool is configured, then serve and reconcile."""
         await streams.ensure_streams(self.js, self.config.stream_replicas)
+        self.projector.listen(self._alert)
+        if getattr(self.provider, "runs_agent", True):  # static hosts are plain ComfyUI: no agent, no secret
+            self.reconciler.host_secrets = HostSecrets(await load_key(self.js, self._env, self.config.pool_id),
+                                                       self.config.pool_id)
         await self.projector.start()
         await self.projector.wait_caught_up(120)
         if not self.view.configured:
@@ -130,6 +151,14 @@ class PoolService:
             api.SAFE_MODE: (api.SafeModeRequest, self.commands.safe_mode),
             api.RESET: (api.ResetRequest, self.commands.reset),
             api.STATUS: (api.StatusRequest, self.commands.status),
+            api.HOST_ACCESS: (api.HostAccessRequest, self.commands.host_access),
+            api.HOST_LOGS: (api.HostLogsRequest, self.commands.host_logs),
+            api.CREATE_JOIN_TOKEN: (api.CreateJoinTokenRequest,
+                                    lambda r: self.joining.create(r.label, r.dph, meta_of(r))),
+            api.REVOKE_JOIN_TOKEN: (api.RevokeJoinTokenRequest, lambda r: self.joining.revoke(r.token_id, meta_of(r))),
+            api.AGENT_JOIN: (api.AgentJoinRequest,
+                             lambda r: self.joining.join(r.token, r.url, r.name, r.gpu_name, meta_of(r))),
+            api.AGENT_HEARTBEAT: (api.AgentHeartbeatRequest, lambda r: self.joining.heartbeat(r.token, r.node_id)),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),
@@ -141,6 +170,12 @@ class PoolService:
                                                                      api.SET_PROVIDER_KEY)))
         self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
+
+    def _alert(self, view: PoolView, rec: Any) -> None:
+        """Alert on live events only (not the replay at start), from the leader only."""
+        if self.alerts is not None and self.projector.caught_up and self.lease.is_leader \
+                and getattr(rec.envelope.event, "pool_id", None) == self.config.pool_id:
+            self.alerts.on_event(rec)
 
     async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
         if req.provider in api.MODEL_TOKEN_ENV:  # a model source's token, for the machines rented from now on
@@ -208,6 +243,8 @@ class PoolService:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
         await self.projector.stop()
+        if self.alerts is not None:
+            await self.alerts.aclose()
         closer = getattr(self.probe, "aclose", None)
         if closer is not None:
             await closer()

@@ -172,6 +172,31 @@ class Commands:
                     pass
         return {"reset": True, "pending_rentals_given_up": given_up}
 
+    async def host_access(self, req: api.HostAccessRequest) -> api.HostAccess:
+        """The instance secret of the live instance serving ``base_url`` (for Stoker's own callers)."""
+        url = req.base_url.rstrip("/")
+        for inst in self.writer.view.instances.values():
+            if inst.phase in ("ready", "claimed", "loading") and (inst.base_url or "").rstrip("/") == url:
+                return api.HostAccess(instance_id=inst.id, secret=self.reconciler.secret_for(inst.id) or "")
+        raise PoolError("no live instance serves that URL", "NOT_FOUND")
+
+    async def host_logs(self, req: api.HostLogsRequest) -> dict[str, Any]:
+        """An instance's agent and ComfyUI logs, asked of its agent with the instance secret."""
+        inst = self._instance(req.instance_id)
+        secret = self.reconciler.secret_for(inst.id)
+        fetch = getattr(self.reconciler.probe, "logs", None)
+        if secret is None or fetch is None:
+            raise PoolError("this pool's hosts run no Stoker agent: no logs to fetch", "NOT_FOUND")
+        if not inst.base_url or inst.phase in ("terminated", "failed"):
+            raise PoolError(f"instance {inst.id} has no agent answering (it is {inst.phase})", "NOT_FOUND")
+        if not 1 <= req.tail <= 10000:
+            raise PoolError("tail must be from 1 to 10000", "VALIDATION_FAILED")
+        try:
+            result: dict[str, Any] = await fetch(inst.base_url, secret, req.tail)
+        except Exception as exc:  # noqa: BLE001 - the host is remote: any failure is "unavailable"
+            raise PoolError(f"the agent of {inst.id} did not answer: {type(exc).__name__}", "UNAVAILABLE") from None
+        return result
+
     async def status(self, req: api.StatusRequest) -> dict[str, Any]:
         """The pool as the dashboard shows it."""
         return summary(self.writer.view, self.clock())
@@ -191,6 +216,11 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
             "cost_bucket": cost_bucket(inst), "lease_holder": inst.lease.holder if inst.lease else None,
             "lease_expires_at": inst.lease.expires_at if inst.lease else None, "models": list(inst.models),
             "base_url": inst.base_url, "termination_reason": inst.terminate_reason, "failure": inst.failure,
+            "provider": inst.provider, "ssh_host": inst.ssh_host or None, "ssh_port": inst.ssh_port or None,
+            "agent": {"phase": inst.agent_phase or None, "reason": inst.agent_reason, "bytes_done": inst.bytes_done,
+                      "bytes_total": inst.bytes_total, "comfyui_version": inst.comfyui_version or None},
+            "last_probe_error": inst.probe_error or None,
+            "logs_url": f"/api/v1/pool/instances/{inst.id}/logs",
         })
     return {
         "pool_id": view.pool_id, "config": msgspec.to_builtins(view.config), "safe_mode": view.safe_mode,

@@ -58,6 +58,14 @@ class Instance(msgspec.Struct, frozen=True, kw_only=True):
     failure: str | None = None
     cost_by_phase: dict[str, float] = {}
     claims: int = 0
+    ssh_host: str = ""
+    ssh_port: int = 0
+    agent_phase: str = ""  # what the host's agent last said (booting, downloading, …), "" before it answered
+    agent_reason: str = ""
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    comfyui_version: str = ""
+    probe_error: str = ""
 
 
 class PoolError(Exception):
@@ -116,7 +124,15 @@ def evolve(inst: Instance, event: object, at: datetime) -> Instance:
         case ev.RentFailed():
             return _to(inst, "failed", at, failure=event.message, terminated_at=at)
         case ev.InstanceStatusChanged():
-            return msgspec.structs.replace(inst, actual_status=event.actual_status, status_msg=event.status_msg)
+            return msgspec.structs.replace(inst, actual_status=event.actual_status, status_msg=event.status_msg,
+                                           ssh_host=event.ssh_host or inst.ssh_host,
+                                           ssh_port=event.ssh_port or inst.ssh_port)
+        case ev.AgentReported():
+            return msgspec.structs.replace(inst, agent_phase=event.phase, agent_reason=event.reason,
+                                           bytes_done=event.bytes_done, bytes_total=event.bytes_total,
+                                           comfyui_version=event.comfyui_version or inst.comfyui_version,
+                                           probe_error=event.probe_error, base_url=event.base_url or inst.base_url,
+                                           failure=event.reason if event.phase == "failed" else inst.failure)
         case ev.ExtractionFailed():
             return msgspec.structs.replace(inst, failure=event.kind, status_msg=event.status_msg,
                                            cost_by_phase=_settle(inst, at), phase_since=at)

@@ -134,9 +134,11 @@ def _plan_loading(result: Plan, inst: Instance, listed: list[ProviderInstance] |
         if _past(inst.rented_at, now, grace):
             result.confirm_gone.append(inst)
         return
-    if (p.actual_status, p.status_msg) != (inst.actual_status, inst.status_msg):
+    if (p.actual_status, p.status_msg) != (inst.actual_status, inst.status_msg) or \
+            (p.ssh_host, p.ssh_port) != (inst.ssh_host, inst.ssh_port):
         result.add(inst.id, [ev.InstanceStatusChanged(pool_id=inst.pool_id, actual_status=p.actual_status,
-                                                      status_msg=p.status_msg)])
+                                                      status_msg=p.status_msg, ssh_host=p.ssh_host,
+                                                      ssh_port=p.ssh_port)])
     kind = fatal_failure(p.actual_status, p.status_msg)
     offer = inst.offer
     if kind is not None:

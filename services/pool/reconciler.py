@@ -10,15 +10,19 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Literal
 
+import msgspec
 import nats.errors
 
 from libs.events import NEW, ConcurrencyError, Metadata, Position
 from libs.events import pool as ev
+from libs.events.base import Event
 from libs.observability import tracing
 
-from . import planner
+from . import planner, problems
 from . import view as v
-from .instance import Instance
+from .agent_report import report_of
+from .host_secrets import SECRET_ENV, HostSecrets
+from .instance import Instance, decide_terminate
 from .metrics import PoolMetrics
 from .outbox import CONFIG, Outbox, is_safety
 from .policy import INSTANCE_TOKEN_ENV
@@ -29,6 +33,7 @@ from .status import label_for
 from .writer import PoolWriter
 
 log = logging.getLogger(__name__)
+AGENT_VERSION = "0.1.0"  # the agent a rented host installs when STOKER_AGENT_PACKAGE does not say otherwise
 SYSTEM = Metadata(actor="pool")
 Outcome = Literal["written", "conflict", "queued", "waiting", "dropped"]
 
@@ -54,11 +59,15 @@ def with_token_aliases(secrets: Mapping[str, str]) -> dict[str, str]:
     return out
 
 
-def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate) -> dict[str, str]:
-    """Environment of a new instance: the template's model URLs and the tokens it names."""
+def instance_env(secrets: Mapping[str, str], template: ev.InstanceTemplate,
+                 instance_secret: str | None = None) -> dict[str, str]:
+    """Environment of a new instance: the template's model URLs, the tokens it names, its instance secret."""
     out = {name: secrets[name] for name in template.token_env if name in INSTANCE_TOKEN_ENV and secrets.get(name)}
     if template.models:
         out["STOKER_MODELS"] = ",".join(template.models)
+    if instance_secret:
+        out[SECRET_ENV] = instance_secret
+        out["STOKER_AGENT_PACKAGE"] = secrets.get("STOKER_AGENT_PACKAGE") or f"stoker=={AGENT_VERSION}"
     return out
 
 
@@ -89,7 +98,7 @@ class Reconciler:
     def __init__(self, writer: PoolWriter, provider: Provider, probe: ComfyProbe, *,
                  clock: Callable[[], datetime], settings: planner.Settings = planner.Settings(),
                  secrets: Mapping[str, str] | None = None, metrics: PoolMetrics | None = None,
-                 connected: Callable[[], bool] = lambda: True) -> None:
+                 connected: Callable[[], bool] = lambda: True, host_secrets: HostSecrets | None = None) -> None:
         self.writer = writer
         self.connected = connected  # is NATS reachable right now (nc.is_connected)
         self.outbox = Outbox()  # safety decisions taken while it was not
@@ -100,10 +109,28 @@ class Reconciler:
         self.clock = clock
         self.settings = settings
         self._secrets = with_token_aliases(secrets or {})  # model tokens, by env name: only ever sent to the provider
+        self.host_secrets = host_secrets  # None: hosts run no agent (plain ComfyUI, e.g. static hosts)
         self.in_flight: set[str] = set()
         self._next_probe: dict[str, tuple[float, float]] = {}  # instance id -> (monotonic due, backoff)
         self.passes = 0
         self.last_error: str | None = None
+        self._found: dict[str, str] = {}  # problems seen since the last flush, by code
+        self._checked: set[str] = set()  # problem codes looked at since the last flush
+        self._listing_failures = 0  # consecutive passes whose listing failed
+
+    def _problem(self, code: str, message: str | None, *, checked: tuple[str, ...] = ()) -> None:
+        self._checked.update(checked or (code,))
+        if message is not None:
+            self._found[code] = message
+
+    async def _flush_problems(self) -> None:
+        view = self.writer.view
+        events = problems.changes(view.pool_id, view.problems, self._found, self._checked)
+        self._found, self._checked = {}, set()
+        if events:
+            for e in events:
+                log.warning("pool problem %s: %s", type(e).__name__, getattr(e, "message", getattr(e, "code", "")))
+            await self._safe(self.writer.config(events, SYSTEM))
 
     async def run_once(self) -> planner.Plan:
         """One full pass (from the last known view while NATS is away: see outbox.py)."""
@@ -117,10 +144,21 @@ class Reconciler:
             self.last_error = f"listing failed: {exc}"
             log.warning("reconcile: cannot list instances (%s); acting on what is safe", exc)
             listed = None
+            self._listing_failures += 1
+            code, message = problems.from_provider_error(exc, "listing instances")
+            if code == problems.PROVIDER_AUTH or self._listing_failures >= problems.UNREACHABLE_AFTER:
+                self._problem(code, message, checked=problems.LISTING)  # a blip is not a problem yet
+        else:
+            self._listing_failures = 0
+            self._problem(problems.PROVIDER_AUTH, None, checked=problems.LISTING)
         view = self.writer.view
         plan = planner.plan(view, listed, self.clock(), settings=self.settings,
                             in_flight=frozenset(self.in_flight))
         await self._apply(view, plan)
+        if listed is not None and plan.rent == 0 and not self._checked & set(problems.RENTING) \
+                and not self.in_flight:
+            self._checked.update(problems.RENTING)  # nothing to rent: no renting problem stands
+        await self._flush_problems()
         self.passes += 1
         return plan
 
@@ -144,28 +182,16 @@ class Reconciler:
         if plan.rent and not offline:  # a rental must be recorded before it is made
             await self.rent(plan.rent, key=f"reconcile:{view.seq}", meta=SYSTEM)
         elif not plan.config_events:
-            await self._settled()
+            self._settled()
 
-    async def _settled(self) -> None:
+    def _settled(self) -> None:
         """Nothing to rent: "no offers" no longer matters, and "hosts avoided" ends with the penalties."""
         view = self.writer.view
         avoided = avoided_hosts(view.penalties, self.clock())
         on_avoided = any(i.offer and i.offer.host_id in avoided for i in v.live(view))
-        await self._problem("no_offers", None)
+        self._problem(problems.NO_OFFERS, None)
         if not on_avoided:
-            await self._problem("hosts_avoided", None)
-
-    async def _problem(self, code: str, message: str | None) -> None:
-        """Raise (message) or clear (None) a pool problem; writes only a change."""
-        view = self.writer.view
-        current = view.problems.get(code)
-        if message is not None and (current is None or current.message != message):
-            log.warning("pool problem %s: %s", code, message)
-            await self._safe(self.writer.config([ev.ProblemRaised(pool_id=view.pool_id, code=code, message=message)],
-                                                SYSTEM))
-        elif message is None and current is not None:
-            log.info("pool problem %s cleared", code)
-            await self._safe(self.writer.config([ev.ProblemCleared(pool_id=view.pool_id, code=code)], SYSTEM))
+            self._problem(problems.HOSTS_AVOIDED, None)
 
     async def _record(self, key: str, events: list[ev.Event], expected: Position | None) -> Outcome:
         """Append decided events to an instance (or, with CONFIG, the pool config); keep safety ones for later
@@ -264,6 +290,22 @@ class Reconciler:
         await self._record(inst.id, [ev.Terminated(pool_id=inst.pool_id, reason=reason, provider_id=inst.provider_id)],
                            inst.position)
 
+    def secret_for(self, instance_id: str) -> str | None:
+        """The instance secret of a host that runs the agent (None: no agent, nothing to send).
+
+        A joined box (provider ``agents``) keeps the secret it got when it joined: ``node:<node id>``.
+        """
+        if self.host_secrets is None:
+            return None
+        inst = self.writer.view.instances.get(instance_id)
+        if inst is not None and inst.provider == "agents" and inst.provider_id:
+            return self.host_secrets.for_instance(f"node:{inst.provider_id}")
+        return self.host_secrets.for_instance(instance_id)
+
+    def _provider_name(self, offer_id: str) -> str:
+        name_for = getattr(self.provider, "name_for", None)
+        return name_for(offer_id) if name_for is not None else self.provider.name
+
     async def _probe(self, inst: Instance) -> None:
         now = time.monotonic()
         due, backoff = self._next_probe.get(inst.id, (0.0, 0.0))
@@ -271,17 +313,36 @@ class Reconciler:
             return
         readiness = self.writer.view.config.readiness
         with tracing.span("pool", "pool.probe", attributes={"stoker.instance_id": inst.id}) as span:
-            result = await self.probe.probe(inst.base_url, readiness)
+            result = await self.probe.probe(inst.base_url, readiness, self.secret_for(inst.id))
             span.set_attributes({"stoker.ready": result.ready, "stoker.detail": result.detail})
+        current = self.writer.view.instances.get(inst.id)
+        if current is None or current.phase != "loading":
+            return  # changed while we probed: the next pass decides again
+        inst = msgspec.structs.replace(current, base_url=inst.base_url)  # this pass may have appended events
+        events: list[Event] = []
+        report = report_of(inst, result)
+        if report is not None:
+            events.append(report)
+        if result.agent is not None and result.agent.phase == "failed":
+            log.warning("agent on %s failed: %s", inst.id, result.agent.reason)
+            events += decide_terminate(inst, "agent_failed", result.agent.reason)
+            try:
+                await self.writer.instance(inst.id, events, inst.position, SYSTEM)
+            except ConcurrencyError:
+                return  # the next pass probes again
+            await self._destroy(inst)
+            return
         if not result.ready:
             backoff = min(max(backoff * 2, readiness.probe_initial_backoff_s), readiness.probe_max_backoff_s)
             self._next_probe[inst.id] = (time.monotonic() + backoff, backoff)
             if result.detail and result.detail != inst.status_msg:
                 log.debug("probe %s: %s", inst.id, result.detail)
+            if events:
+                await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
             return
         self._next_probe.pop(inst.id, None)
-        await self._safe(self.writer.instance(inst.id, [ev.Ready(pool_id=inst.pool_id, base_url=inst.base_url,
-                                                                 models=result.models)], inst.position, SYSTEM))
+        events.append(ev.Ready(pool_id=inst.pool_id, base_url=inst.base_url, models=result.models))
+        await self._safe(self.writer.instance(inst.id, events, inst.position, SYSTEM))
 
     async def rent(self, count: int, *, key: str, meta: Metadata) -> list[str]:
         """Rent ``count`` instances; the same ``key`` never rents twice. Returns instance ids."""
@@ -306,28 +367,28 @@ class Reconciler:
         except ProviderError as exc:
             log.warning("offer search failed: %s", exc)
             self.last_error = f"offer search failed: {exc}"
+            self._problem(*problems.from_provider_error(exc, "searching offers"), checked=problems.LISTING)
             return ids
-        await self._report_offers(len(wanted), len(offers), fallback, avoided)
+        self._report_offers(len(wanted), len(offers), fallback, avoided, cfg.offer_filter)
         offers += fallback  # reputation alone never keeps the pool below its size: least penalised first
         await asyncio.gather(*(self._rent_one(instance_id, offers, meta) for instance_id in wanted))
         return ids
 
-    async def _report_offers(self, wanted: int, clean: int, fallback: list[ev.Offer], avoided: frozenset[str]) -> None:
+    def _report_offers(self, wanted: int, clean: int, fallback: list[ev.Offer], avoided: frozenset[str],
+                       flt: ev.OfferFilter) -> None:
         """Say why the pool cannot rent (or rents from avoided hosts) instead of waiting silently."""
         if clean >= wanted:
-            await self._problem("no_offers", None)
-            await self._problem("hosts_avoided", None)
-            return
-        if fallback:
-            await self._problem("no_offers", None)
+            self._problem(problems.NO_OFFERS, None)
+            self._problem(problems.HOSTS_AVOIDED, None)
+        elif fallback:
+            self._problem(problems.NO_OFFERS, None)
             which = "every offer" if clean == 0 else f"all but {clean} of the offers"
-            await self._problem("hosts_avoided", (
+            self._problem(problems.HOSTS_AVOIDED, (
                 f"{which} matching the filter are on hosts the pool avoids after failures "
                 f"({len(avoided)} host(s) avoided); renting from the least penalised. "
                 f"Widen the offer filter, or reset the pool to forget the penalties"))
-        elif clean == 0:
-            await self._problem("no_offers", "no marketplace offer matches the offer filter; the pool cannot "
-                                             "reach its size (widen the filter: GPUs, price, disk, reliability)")
+        else:
+            self._problem(problems.NO_OFFERS, None if clean else problems.no_offers_message(flt))
 
     async def _rent_one(self, instance_id: str, offers: list[ev.Offer], meta: Metadata) -> None:
         caps = self.writer.view.config.spend_caps
@@ -349,8 +410,9 @@ class Reconciler:
         """Request, rent and record one offer: "rented", "offer_gone", "duplicate" or "unknown"."""
         view = self.writer.view
         label = label_for(view.pool_id, instance_id)
+        provider_name = self._provider_name(offer.offer_id)
         requested = ev.RentRequested(pool_id=view.pool_id, idempotency_key=instance_id, offer=offer,
-                                     provider=self.provider.name, label=label)
+                                     provider=provider_name, label=label)
         try:
             recorded = await self.writer.instance(instance_id, [requested], NEW, meta)
         except ConcurrencyError:
@@ -358,7 +420,8 @@ class Reconciler:
         position = (recorded[-1].envelope.aggregate_version, recorded[-1].seq)
         try:
             provider_id = await self.provider.create_instance(offer, view.config.template, label=label,
-                                                              env=instance_env(self._secrets, view.config.template))
+                                                              env=instance_env(self._secrets, view.config.template,
+                                                                               self.secret_for(instance_id)))
         except ProviderError as exc:
             if exc.retryable:
                 # Unknown outcome: the reconciler adopts it by label, or gives it up after a grace.
@@ -366,8 +429,16 @@ class Reconciler:
                 return "unknown"
             await self._safe(self.writer.instance(instance_id, [ev.RentFailed(
                 pool_id=view.pool_id, message=str(exc))], position, meta))
+            if not isinstance(exc, OfferUnavailable):
+                code, message = problems.from_provider_error(exc, "renting")
+                self._problem(code if code == problems.PROVIDER_AUTH else problems.RENT_REFUSED,
+                              message if code == problems.PROVIDER_AUTH else f"the provider refused a rental: {exc}")
             return "offer_gone" if isinstance(exc, OfferUnavailable) else "refused"
+        self._problem(problems.RENT_REFUSED, None)
         await self._safe(self.writer.instance(instance_id, [ev.InstanceRented(
-            pool_id=view.pool_id, provider=self.provider.name, provider_id=provider_id, offer=offer,
+            pool_id=view.pool_id, provider=provider_name, provider_id=provider_id, offer=offer,
             dph=offer.dph, label=label)], position, meta))
+        forget = getattr(self.provider, "forget_taken", None)
+        if forget is not None:
+            forget(provider_id)
         return "rented"

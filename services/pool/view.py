@@ -19,6 +19,29 @@ from .instance import LIVE_PHASES, Instance, accrued, evolve, is_billing
 KEEP_ENDED = timedelta(hours=24)
 
 
+class JoinToken(msgspec.Struct, frozen=True, kw_only=True):
+    """A join token as the pool knows it (its hash, never the token)."""
+
+    id: str
+    token_sha256: str
+    label: str = ""
+    dph: float = 0.0
+    created_at: datetime | None = None
+    revoked: bool = False
+
+
+class Node(msgspec.Struct, frozen=True, kw_only=True):
+    """One of your own boxes that joined."""
+
+    id: str
+    token_id: str
+    name: str
+    url: str
+    gpu_name: str = ""
+    joined_at: datetime | None = None
+    position: Position = Position(0, 0)
+
+
 class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the pool knows, as of stream sequence ``seq``."""
 
@@ -30,11 +53,14 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     safe_mode_reason: str = ""
     instances: dict[str, Instance] = {}
     penalties: dict[str, reputation.Penalty] = {}
-    problems: dict[str, ev.PoolProblem] = {}  # by code
+    problems: dict[str, ev.Problem] = {}  # by code
     ended_cost: float = 0.0
     ended_cost_by_day: dict[str, float] = {}
     resets: int = 0
     seq: int = 0
+    problems: dict[str, ev.Problem] = {}
+    join_tokens: dict[str, JoinToken] = {}
+    nodes: dict[str, Node] = {}
 
 
 def project(view: PoolView, rec: Recorded) -> PoolView:
@@ -47,6 +73,8 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
         return msgspec.structs.replace(view, seq=rec.seq)  # another pool sharing the stream
     if env.aggregate_type == ev.CONFIG:
         return _project_config(view, event, position, rec.seq, at)
+    if env.aggregate_type in (ev.JOIN_TOKEN, ev.NODE):
+        return _project_nodes(view, env.aggregate_id, event, position, rec.seq, at)
     if env.aggregate_type != ev.INSTANCE:
         return msgspec.structs.replace(view, seq=rec.seq)
     instances = dict(view.instances)
@@ -80,13 +108,29 @@ def _project_config(view: PoolView, event: object, position: Position, seq: int,
                                            config_position=position, seq=seq)
         case ev.ProblemRaised():
             old = view.problems.get(event.code)
-            problem = ev.PoolProblem(code=event.code, message=event.message, since=old.since if old else at)
+            problem = ev.Problem(code=event.code, message=event.message, since=old.since if old else at)
             return msgspec.structs.replace(view, problems={**view.problems, event.code: problem},
                                            config_position=position, seq=seq)
         case ev.ProblemCleared():
             problems = {k: p for k, p in view.problems.items() if k != event.code}
             return msgspec.structs.replace(view, problems=problems, config_position=position, seq=seq)
     return msgspec.structs.replace(view, config_position=position, seq=seq)
+
+
+def _project_nodes(view: PoolView, key: str, event: object, position: Position, seq: int, at: datetime) -> PoolView:
+    match event:
+        case ev.JoinTokenCreated():
+            token = JoinToken(id=key, token_sha256=event.token_sha256, label=event.label, dph=event.dph,
+                              created_at=at)
+            return msgspec.structs.replace(view, join_tokens={**view.join_tokens, key: token}, seq=seq)
+        case ev.JoinTokenRevoked() if key in view.join_tokens:
+            token = msgspec.structs.replace(view.join_tokens[key], revoked=True)
+            return msgspec.structs.replace(view, join_tokens={**view.join_tokens, key: token}, seq=seq)
+        case ev.NodeJoined():
+            node = Node(id=key, token_id=event.token_id, name=event.name, url=event.url, gpu_name=event.gpu_name,
+                        joined_at=at, position=position)
+            return msgspec.structs.replace(view, nodes={**view.nodes, key: node}, seq=seq)
+    return msgspec.structs.replace(view, seq=seq)
 
 
 def _compact(view: PoolView, now: datetime) -> PoolView:

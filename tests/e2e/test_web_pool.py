@@ -14,7 +14,8 @@ pytestmark = pytest.mark.timeout(60)
 async def test_prewarm_ready_live_then_terminate(stack: Stack, ui: Session) -> None:
     page = ui.page
     reads: list[str] = []
-    page.on("request", lambda r: reads.append(r.url) if "/api/v1/pool" in r.url and r.method == "GET" else None)
+    page.on("request", lambda r: reads.append(r.url) if "/api/v1/pool" in r.url and r.method == "GET"
+            and "/join-tokens" not in r.url else None)  # the join-token list is read once, not polled
     await sign_in_with_admin_key(ui)
     await expect(page.locator(".conn")).to_have_text("Live")
     await expect(page.locator("#whoami")).to_contain_text("admin key")
@@ -32,7 +33,14 @@ async def test_prewarm_ready_live_then_terminate(stack: Stack, ui: Session) -> N
     await expect(row).to_contain_text("/h")  # and price
     await expect(page.get_by_role("list", name="Recent pool changes")).to_contain_text("Ready")
     assert reads == [], f"the pool page polled instead of following the stream: {reads}"
+    await expect(row.locator("td.status")).to_have_text("ready")  # what the host's agent says
+    await expect(row.locator("td.host")).to_contain_text("ssh -p")  # contract id and ssh access
     await ui.shot("pool-ready")
+    await row.get_by_role("button", name=f"Logs of {iid}").click()
+    logs = page.get_by_role("dialog")
+    await expect(logs).to_contain_text("phase ready")  # the agent's own log, fetched through the pool
+    await ui.shot("instance-logs")
+    await logs.get_by_role("button", name="Close").click()
 
     await row.get_by_role("button", name=f"Terminate {iid}").click()
     dialog = page.get_by_role("dialog")
@@ -60,6 +68,18 @@ async def test_prewarm_ready_live_then_terminate(stack: Stack, ui: Session) -> N
     await expect(page.get_by_role("alert")).to_contain_text("VALIDATION_FAILED")
     await page.get_by_role("button", name="Discard changes").click()
     await expect(page.get_by_label("Maximum size")).to_have_value("4")
+
+    await page.get_by_label("Label").fill("studio boxes")
+    await page.get_by_role("button", name="Make a join token").click()
+    made = page.locator("#join-token-made")
+    await expect(made).to_contain_text("stoker agent --join")
+    await expect(made).to_contain_text("--token stj-")
+    tokens = page.get_by_role("table", name="Join tokens")
+    await expect(tokens).to_contain_text("studio boxes")
+    await ui.shot("join-token")
+    await tokens.get_by_role("button", name="Revoke studio boxes").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Revoke").click()
+    await expect(tokens).to_contain_text("revoked")
 
     await page.get_by_role("navigation", name="Main").get_by_role("link", name="Usage").click()
     await expect(page.get_by_role("heading", level=1, name="Usage")).to_be_visible()

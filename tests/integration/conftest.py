@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from services.pool.sim.server import SimServer, start_sim
-from services.pool.sim.testing import FAST_CONFIG
+from services.pool.sim.testing import FAST_CONFIG, instance_auth
 
 
 @pytest.fixture
@@ -21,6 +21,6 @@ async def sim() -> AsyncIterator[SimServer]:
 
 @pytest.fixture
 async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    """An aiohttp client session."""
-    async with aiohttp.ClientSession() as s:
+    """An aiohttp client session that sends the test instance secret to rented hosts (never to the market API)."""
+    async with aiohttp.ClientSession(middlewares=(instance_auth,)) as s:
         yield s

@@ -81,7 +81,8 @@ async def test_a_worker_killed_mid_job_completes_it_once_and_charges_once(nats_u
             [done] = [r.event for r in records if isinstance(r.event, ev.GenerationCompleted)]
             assert done.prompt_id == claim.prompt_id  # the same ComfyUI prompt, found again
             async with httpx.AsyncClient() as client:
-                history = (await client.get(f"{claim.base_url}/history")).json()
+                auth = {"Authorization": f"Bearer {st.pool.reconciler.secret_for(claim.instance_id)}"}
+                history = (await client.get(f"{claim.base_url}/history", headers=auth)).json()
             assert list(history).count(claim.prompt_id) == 1 and len(history) == 1  # ComfyUI ran it once
         finally:
             if proc.poll() is None:

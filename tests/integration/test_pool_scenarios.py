@@ -36,14 +36,14 @@ async def eventually(predicate, timeout: float = 20.0, every: float = 0.1):
 
 
 @contextlib.asynccontextmanager
-async def pool_stack(nc, js, sim_config: SimConfig, *, replicas: int = 1, **service_overrides):
+async def pool_stack(nc, js, sim_config: SimConfig, *, replicas: int = 1, env=None, **service_overrides):
     sim = await start_sim(sim_config)
     provider = VastAIProvider("sim-key", sim.url, retries=8)
     pool_id = "t" + new_id().replace("-", "")[-12:]
     settings = dict(pool_id=pool_id, reconcile_interval_s=0.2, leader_ttl_s=1.5, listing_grace_s=3.0,
                     rent_grace_s=4.0)
     settings.update(service_overrides)
-    services = [PoolService(nc, js, provider, config=ServiceConfig(replica=f"r{n}", **settings))
+    services = [PoolService(nc, js, provider, config=ServiceConfig(replica=f"r{n}", **settings), env=env)
                 for n in range(replicas)]
     try:
         for s in services:
@@ -233,7 +233,9 @@ async def test_ready_waits_for_required_models_and_the_warm_up(nc, js):
                                 and svc.view.instances[iid], timeout=30)
         assert "sdxl_base.safetensors" in inst.models
         async with httpx.AsyncClient() as client:
-            history = (await client.get(f"{inst.base_url}/history")).json()
+            auth = {"Authorization": f"Bearer {svc.reconciler.secret_for(iid)}"}
+            assert (await client.get(f"{inst.base_url}/history")).status_code == 401  # no secret, no answer
+            history = (await client.get(f"{inst.base_url}/history", headers=auth)).json()
         assert any(entry["status"]["status_str"] == "success" for entry in history.values()), \
             "the warm-up workflow ran on the instance before it was Ready"
         claim = await svc.commands.claim(api.ClaimRequest(holder="job", checkpoint="sdxl_base.safetensors"))

@@ -44,12 +44,16 @@ async def provider(sim: SimServer) -> AsyncIterator[VastAIProvider]:
     await p.aclose()
 
 
+INSTANCE_SECRET = "instance-secret-" + "9" * 24
+
+
 async def test_search_rent_list_show_destroy(provider: VastAIProvider, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)  # httpx and httpcore included: nothing secret may show up
     offers = await provider.search_offers(LOOSE, limit=5)
     assert offers and [o.dph for o in offers] == sorted(o.dph for o in offers)
     offer = offers[0]
-    pid = await provider.create_instance(offer, TEMPLATE, label="stoker:pool-a:i1", env={"HF_TOKEN": TOKEN})
+    pid = await provider.create_instance(offer, TEMPLATE, label="stoker:pool-a:i1",
+                                         env={"HF_TOKEN": TOKEN, "STOKER_INSTANCE_SECRET": INSTANCE_SECRET})
     with pytest.raises(OfferUnavailable):
         await provider.create_instance(offer, TEMPLATE, label="stoker:pool-a:i2", env={})
 
@@ -66,14 +70,16 @@ async def test_search_rent_list_show_destroy(provider: VastAIProvider, caplog: p
     assert shown.machine_id == offer.machine_id and shown.dph > 0 and shown.start_date
     async with httpx.AsyncClient() as client:
         async def answers() -> bool:  # mapped before ComfyUI has booted: 502 until then
-            return (await client.get(url + "/system_stats", timeout=5)).status_code == 200
+            auth = {"Authorization": f"Bearer {INSTANCE_SECRET}"}
+            return (await client.get(url + "/system_stats", headers=auth, timeout=5)).status_code == 200
         await eventually(answers, timeout=10)
+        assert (await client.get(url + "/system_stats", timeout=5)).status_code == 401
 
     await provider.destroy_instance(pid)
     assert await provider.show_instance(pid) is None
     assert pid not in {i.provider_id for i in await provider.list_instances()}
     await provider.destroy_instance(pid)  # gone already: not an error
-    assert KEY not in caplog.text and TOKEN not in caplog.text
+    assert KEY not in caplog.text and TOKEN not in caplog.text and INSTANCE_SECRET not in caplog.text
 
 
 async def test_list_pages_through_more_than_25(sim: SimServer, provider: VastAIProvider) -> None:

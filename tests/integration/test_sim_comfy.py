@@ -14,7 +14,7 @@ from PIL import Image
 from services.pool.sim import SimServer
 from services.pool.sim.config import merge_config
 from services.pool.sim.png import encode_png, read_text_chunks
-from services.pool.sim.testing import eventually, rent_comfy, vast_json
+from services.pool.sim.testing import TEST_INSTANCE_SECRET, eventually, rent_comfy, vast_json
 
 SMOKE = {"1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 48, "batch_size": 1, "color": 16711680}},
          "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "probe"}}}
@@ -99,7 +99,9 @@ async def test_boot_gate_then_stats(sim: SimServer, session: aiohttp.ClientSessi
         sim.market.config = merge_config(sim.market.config, {"comfy_boot_delay": 0.6})
         _, found = await vast_json(session, sim, "POST", "/api/v0/bundles/", {"rentable": {"eq": True}})
         _, made = await vast_json(session, sim, "PUT", f"/api/v0/asks/{found['offers'][0]['id']}/",
-                                  {"image": "comfy", "env": {"-p 8188:8188": "1"}, "disk": 10})
+                                  {"image": "comfy", "env": {"-p 8188:8188": "1",
+                                                             "STOKER_INSTANCE_SECRET": TEST_INSTANCE_SECRET},
+                                   "disk": 10})
         iid = made["new_contract"]
 
         async def port() -> str | None:
@@ -115,6 +117,34 @@ async def test_boot_gate_then_stats(sim: SimServer, session: aiohttp.ClientSessi
                 return await resp.json() if resp.status == 200 else None
         body = await eventually(stats)
         assert body["system"]["comfyui_version"] and body["devices"][0]["type"] == "cuda"
+
+
+async def test_nothing_on_a_host_answers_without_its_secret(sim: SimServer, session: aiohttp.ClientSession) -> None:
+    async with asyncio.timeout(20):
+        iid, url = await rent_comfy(session, sim, models="sd15.safetensors")
+        _, found = await vast_json(session, sim, "POST", "/api/v0/bundles/", {"rentable": {"eq": True}})
+        _, made = await vast_json(session, sim, "PUT", f"/api/v0/asks/{found['offers'][0]['id']}/",
+                                  {"image": "comfy", "env": {"-p 8188:8188": "1"}, "disk": 10})
+        bare_iid = made["new_contract"]
+
+        async def port() -> str | None:
+            _, shown = await vast_json(session, sim, "GET", f"/api/v0/instances/{bare_iid}/")
+            ports = (shown["instances"] or {}).get("ports") or {}
+            return ports["8188/tcp"][0]["HostPort"] if "8188/tcp" in ports else None
+        no_secret_url = f"http://127.0.0.1:{await eventually(port)}"
+        async with aiohttp.ClientSession() as plain:
+            for target, headers in [(url, {}), (url, {"Authorization": "Bearer wrong"}),
+                                    (no_secret_url, {}), (no_secret_url, {"Authorization": "Bearer "})]:
+                for method, path in [("GET", "/system_stats"), ("POST", "/prompt"), ("GET", "/agent/status"),
+                                     ("GET", "/view?filename=x.png"), ("GET", "/agent/logs")]:
+                    async with plain.request(method, target + path, headers=headers) as resp:
+                        assert resp.status == 401, (target, method, path)
+                with pytest.raises(aiohttp.WSServerHandshakeError):
+                    await plain.ws_connect(target + "/ws?clientId=x", headers=headers)
+        async with session.get(url + "/agent/status") as resp:
+            status = await resp.json()
+        assert status["phase"] == "ready" and status["models"]["checkpoints"] == ["sd15.safetensors"]
+        assert [f["state"] for f in status["files"]] == ["done"] and status["comfyui_version"] == "0.3.64"
 
 
 async def test_empty_image_save_over_ws_history_and_view(session: aiohttp.ClientSession, comfy: str) -> None:

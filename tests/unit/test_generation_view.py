@@ -107,6 +107,12 @@ def test_waiting_reasons() -> None:
     renting = explain(job(), [], [], pool(inst("a", "renting", requested_at=now)), now)
     assert renting.reason == "renting_instance" and "renting" in renting.message
     assert explain(job(), [], [], pool(), now).reason == "no_instance"
+    downloading = inst("a", "loading", rented_at=now, agent_phase="downloading", bytes_done=40, bytes_total=100)
+    assert "downloading its models (40 %)" in explain(job(), [], [], pool(downloading), now).message
+    stuck = msgspec.structs.replace(pool(), problems={"provider_auth": pev.Problem(
+        code="provider_auth", message="the provider refused the API key", since=now)})
+    blocked = explain(job(), [], [], stuck, now)
+    assert blocked.reason == "pool_problem" and "refused the API key" in blocked.message
     loading_model = Progress(job_id="j", seq=3, kind="executing", node="4", node_type="CheckpointLoaderSimple")
     assert explain(job("running"), [], [], None, now, loading_model).reason == "loading_model"
     assert explain(job("running"), [], [], None, now, None) is None

@@ -248,3 +248,80 @@ def test_subject_tokens_reject_trailing_newlines():
     from libs.events.ids import is_subject_token
 
     assert is_subject_token("abc-1") and not is_subject_token("abc\n")
+
+
+def test_problems_are_raised_once_and_cleared_when_gone() -> None:
+    from datetime import UTC, datetime
+
+    from libs.events import pool as ev
+    from services.pool import problems
+    from services.pool.providers.base import ProviderError
+
+    code, message = problems.from_provider_error(ProviderError("Vast.ai list instances failed with error 401: "
+                                                               "Invalid user key", status=401), "listing instances")
+    assert code == "provider_auth" and "VASTAI_API_KEY" in message
+    assert problems.from_provider_error(ProviderError("timeout", retryable=True), "listing")[0] == "provider_unreachable"
+    raised = problems.changes("p", {}, {code: message}, set(problems.LISTING))
+    assert [type(e).__name__ for e in raised] == ["ProblemRaised"]
+    current = {code: ev.Problem(code=code, message=message, since=datetime.now(UTC))}
+    assert problems.changes("p", current, {code: message}, set(problems.LISTING)) == []  # no churn
+    assert problems.changes("p", current, {}, {"no_offers"}) == []  # not looked at: stays
+    cleared = problems.changes("p", current, {}, set(problems.LISTING))
+    assert [type(e).__name__ for e in cleared] == ["ProblemCleared"]
+
+
+def test_agent_reports_only_what_is_new() -> None:
+    from services.pool.agent_report import report_of
+    from services.pool.instance import Instance
+    from services.pool.probe import AgentStatus, ProbeResult
+
+    inst = Instance(id="i", pool_id="p", base_url="http://h:1")
+    first = report_of(inst, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=0, bytes_total=1000)))
+    assert first is not None and first.phase == "downloading" and first.base_url == "http://h:1"
+    seen = Instance(id="i", pool_id="p", agent_phase="downloading", bytes_done=0, bytes_total=1000)
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=50, bytes_total=1000))) is None
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("downloading", bytes_done=150, bytes_total=1000)))
+    assert report_of(seen, ProbeResult(False, agent=AgentStatus("ready", bytes_done=0, bytes_total=1000)))
+    assert report_of(seen, ProbeResult(False, agent=None)) is None  # a host without an agent reports nothing
+    unreachable = report_of(seen, ProbeResult(False, agent=AgentStatus("unreachable"), error="ConnectError"))
+    assert unreachable is not None and unreachable.probe_error == "ConnectError"
+
+
+def test_which_events_alert_and_how_they_look() -> None:
+    import hashlib
+    import hmac
+    import json
+    from datetime import UTC, datetime
+
+    from libs.events import Recorded
+    from libs.events import pool as ev
+    from libs.events.envelope import Envelope
+    from services.pool.alerts import WebhookConfig, alert_of, payload, webhook_config
+
+    def rec(event: object, kind: str = ev.INSTANCE) -> Recorded:
+        env = Envelope(id="e1", schema=1, aggregate_type=kind, aggregate_id="i1", aggregate_version=1,
+                       occurred_at=datetime(2026, 1, 1, tzinfo=UTC), actor="pool", event=event)  # type: ignore[arg-type]
+        return Recorded("s", "ev.pool.instance.i1", 1, env)
+
+    assert alert_of(rec(ev.ProbeFailed(pool_id="p", reason="not ready after 600s"))).kind == "probe_timeout"
+    assert alert_of(rec(ev.Terminated(pool_id="p", reason="provider_lost"))).kind == "node_lost"
+    assert alert_of(rec(ev.Terminated(pool_id="p", reason="idle"))) is None
+    budget = ev.SafeModeChanged(pool_id="p", enabled=True, reason="budget_day", detail="spent $30")
+    assert alert_of(rec(budget, ev.CONFIG)).kind == "spend_cap"
+    assert alert_of(rec(ev.SafeModeChanged(pool_id="p", enabled=True, reason="admin"), ev.CONFIG)).kind == "safe_mode"
+    assert alert_of(rec(ev.SafeModeChanged(pool_id="p", enabled=False, reason="admin"), ev.CONFIG)) is None
+    assert alert_of(rec(ev.ProblemRaised(pool_id="p", code="no_offers", message="x"), ev.CONFIG)) is None
+    failed = ev.ExtractionFailed(pool_id="p", kind="extraction", status_msg="no space left on device", host_id="7",
+                                 machine_id="8")
+    alert = alert_of(rec(failed))
+    assert alert is not None and alert.kind == "extraction_failed" and "no space left" in alert.message
+
+    slack = webhook_config({"STOKER_ALERT_WEBHOOK_URL": "https://hooks.slack.com/services/T/B/x"})
+    assert slack is not None and slack.format == "slack"
+    body, _ = payload(slack, "p", alert, rec(failed), 1700000000)
+    assert set(json.loads(body)) == {"text"} and "no space left" in json.loads(body)["text"]
+    generic = WebhookConfig("https://ntfy.sh/x", "generic", "k3y-secret")
+    body, headers = payload(generic, "p", alert, rec(failed), 1700000000)
+    mac = hmac.new(b"k3y-secret", b"1700000000." + body, hashlib.sha256).hexdigest()
+    assert headers["X-Stoker-Signature"] == f"sha256={mac}" and json.loads(body)["event_id"] == "e1"
+    assert "k3y-secret" not in repr(generic) and webhook_config({}) is None

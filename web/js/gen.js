@@ -8,7 +8,8 @@ const WAITING = {
   behind_jobs: (w) => `waiting behind ${w.jobs_ahead || "other"} job${w.jobs_ahead === 1 ? "" : "s"}…`,
   no_instance: () => "requesting a GPU…",
   renting_instance: () => "renting a GPU…",
-  instance_loading: () => "GPU starting (ComfyUI and models)…",
+  instance_loading: (w) => (w.message.includes("downloading") ? `GPU ${w.message.replace("an instance is ", "")}…`
+    : "GPU starting (ComfyUI and models)…"),
   instances_busy: () => "all GPUs are busy…",
   starting: () => "starting…",
   loading_model: () => "loading model…",

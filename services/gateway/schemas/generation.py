@@ -118,8 +118,8 @@ class OutputRef(msgspec.Struct, kw_only=True):
 
 class GenerationWaiting(msgspec.Struct, kw_only=True):
     """Why a generation is not producing yet (behind_jobs, no_instance, renting_instance, instance_loading,
-    instances_busy, starting, loading_model; safe_mode, pool_closed, cannot_rent: the pool rents nothing, no
-    expected wait) and for about how long."""
+    instances_busy, starting, loading_model; safe_mode, pool_closed, cannot_rent, pool_problem: the pool rents
+    nothing and says why, no expected wait) and for about how long."""
 
     reason: str
     message: str

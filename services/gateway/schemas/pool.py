@@ -8,10 +8,42 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from libs.events.pool import PoolConfig, PoolProblem
+from libs.events.pool import PoolConfig
 from services.gateway.schemas.base import Checked, Id, Text
 
 PoolState = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
+
+
+class AgentPhase(msgspec.Struct, kw_only=True):
+    """What the host's agent last reported: phase (booting, downloading, starting_comfyui, ready, failed,
+    unreachable), why, and model download progress in bytes."""
+
+    phase: str | None = None
+    reason: str = ""
+    bytes_done: int = 0
+    bytes_total: int | None = None
+    comfyui_version: str | None = None
+
+
+class PoolProblem(msgspec.Struct, kw_only=True):
+    """Something that keeps the pool from doing what it is configured to do, since when."""
+
+    code: str
+    message: str
+    since: datetime
+
+
+class InstanceLogs(msgspec.Struct, kw_only=True):
+    """The last lines of an instance's agent log and ComfyUI log."""
+
+    agent: list[str] = []
+    comfyui: list[str] = []
+
+
+class LogsQuery(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """How many lines of each log."""
+
+    tail: Annotated[int, Meta(ge=1, le=10000)] = 200
 
 
 class PoolInstance(msgspec.Struct, kw_only=True):
@@ -34,6 +66,12 @@ class PoolInstance(msgspec.Struct, kw_only=True):
     base_url: str | None = None
     termination_reason: str | None = None
     failure: str | None = None
+    provider: str = ""
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    agent: AgentPhase | None = None
+    last_probe_error: str | None = None
+    logs_url: str | None = None
 
 
 class PoolSummary(msgspec.Struct, kw_only=True):
@@ -93,6 +131,79 @@ class ResetBody(Checked, kw_only=True, forbid_unknown_fields=True):
     """Clear the pool's transient state."""
 
     reason: Text = ""
+
+
+class JoinTokenBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """A join token for your own GPU boxes: a label and what an hour of such a box costs (default 0)."""
+
+    label: Text = ""
+    dph: Annotated[float, Meta(ge=0, le=1000)] = 0.0
+
+
+class JoinTokenMade(msgspec.Struct, kw_only=True):
+    """A new join token: ``token`` is shown this once (only its hash is kept)."""
+
+    token_id: str
+    token: str
+    label: str
+    dph: float
+
+
+class JoinTokenInfo(msgspec.Struct, kw_only=True):
+    """A join token as listed (never the token itself)."""
+
+    token_id: str
+    label: str
+    dph: float
+    created_at: datetime | None = None
+    revoked: bool = False
+    nodes: list[str] = []
+
+
+class JoinTokenList(msgspec.Struct, kw_only=True):
+    """Every join token of the pool."""
+
+    items: list[JoinTokenInfo]
+
+
+class RevokeResult(msgspec.Struct, kw_only=True):
+    """Whether the token was revoked now (False: it already was)."""
+
+    revoked: bool
+
+
+Secret = Annotated[str, Meta(min_length=8, max_length=200)]
+
+
+class AgentJoinBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """A box joins: its join token, the address its agent answers on, its name and GPU."""
+
+    token: Secret
+    url: Annotated[str, Meta(max_length=500, pattern=r"^https?://")]
+    name: Annotated[str, Meta(min_length=1, max_length=100)]
+    gpu_name: Text = ""
+
+
+class AgentJoined(msgspec.Struct, kw_only=True):
+    """What a joined box needs: its node id, its secret (callers must send it), heartbeat period, models."""
+
+    node_id: str
+    secret: str
+    heartbeat_s: float
+    models: list[str] = []
+
+
+class AgentHeartbeatBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """A joined box is alive."""
+
+    token: Secret
+    node_id: Id
+
+
+class HeartbeatResult(msgspec.Struct, kw_only=True):
+    """Heartbeat taken."""
+
+    ok: bool
 
 
 class PrewarmResult(msgspec.Struct, kw_only=True):

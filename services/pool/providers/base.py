@@ -23,6 +23,8 @@ class ProviderInstance(msgspec.Struct, frozen=True, kw_only=True):
     dph: float = 0.0
     comfy_url: str | None = None  # http://ip:port of ComfyUI (8188/tcp) once the port is mapped
     start_date: float | None = None
+    ssh_host: str = ""
+    ssh_port: int = 0
 
 
 class ProviderError(Exception):

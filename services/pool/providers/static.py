@@ -39,6 +39,8 @@ class _Host:
 class StaticProvider:
     """Fixed ComfyUI hosts: always running, free of charge, 'rented' and 'destroyed' only in bookkeeping."""
 
+    runs_agent = False  # the user's own ComfyUI: probed and called directly, no instance secret
+
     def __init__(self, urls: Iterable[str], *, label: str | None = None, name: str = "static",
                  clock: Callable[[], float] = time.time) -> None:
         self.name = name

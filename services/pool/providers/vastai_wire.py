@@ -95,7 +95,16 @@ def instance_from_row(row: Mapping[str, Any]) -> ProviderInstance:
         host_id=_id(row, "host_id"), machine_id=_id(row, "machine_id"), gpu_name=str(row.get("gpu_name") or ""),
         dph=float(row.get("dph_total") or 0.0), comfy_url=_comfy_url(row),
         start_date=float(start) if isinstance(start, (int, float)) else None,
+        ssh_host=str(row.get("ssh_host") or ""), ssh_port=_port(row.get("ssh_port")),
     )
+
+
+def _port(value: Any) -> int:
+    try:
+        port = int(value)
+    except (TypeError, ValueError):
+        return 0
+    return port if 0 < port < 65536 else 0
 
 
 def is_gone(row: Any) -> bool:

@@ -49,7 +49,8 @@ class ComfyHost:
     def files(self, folder: str) -> list[str]:
         """Model files of ``folder`` whose download has finished."""
         now = self.clock.now()
-        return sorted(name for f, name, ready in self.spec.models if f == folder and now >= ready)
+        placed = [f"{sub}/{name}" if sub else name for k, sub, name in self.store if k == f"models/{folder}"]
+        return sorted({*(name for f, name, ready in self.spec.models if f == folder and now >= ready), *placed})
 
     def input_files(self) -> list[str]:
         """Input images at the top of the input folder (ComfyUI's LoadImage lists no subfolders)."""

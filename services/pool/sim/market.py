@@ -39,6 +39,8 @@ class HostSpec:
     gpu_name: str = "RTX 4090"
     gpu_ram_mb: int = 24564
     num_gpus: int = 1
+    secret: str = ""  # STOKER_INSTANCE_SECRET the pool put in the rental's env ("": the agent lets nobody in)
+    disk_gb: float = 10.0
 
 
 class Market:
@@ -282,7 +284,9 @@ class Market:
             models = tuple((folder, name, running_at + (i + 1) * self.config.model_download_seconds)
                            for i, (folder, name) in enumerate(requested_models(inst.env, inst.request.onstart)))
             out[inst.id] = HostSpec(inst.id, inst.generation, inst.comfy_ready_at() or now, models,
-                                    inst.offer["gpu_name"], inst.offer["gpu_ram"], inst.offer["num_gpus"])
+                                    inst.offer["gpu_name"], inst.offer["gpu_ram"], inst.offer["num_gpus"],
+                                    secret=inst.env.get("STOKER_INSTANCE_SECRET", ""),
+                                    disk_gb=float(inst.request.disk))
         return out
 
     def set_host_port(self, instance_id: int, port: int | None) -> None:

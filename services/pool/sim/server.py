@@ -9,8 +9,10 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import aiohttp
 from aiohttp import web
 
+from services.pool.sim.agent_host import SimAgent
 from services.pool.sim.clock import Clock, SystemClock
 from services.pool.sim.comfy_host import ComfyHost
 from services.pool.sim.config import SimConfig
@@ -29,6 +31,8 @@ class SimServer:
         self.market_file = MarketFile(state_path, self.market) if state_path is not None else None
         self.clock = clock
         self.hosts: dict[int, ComfyHost] = {}
+        self.agents: dict[int, SimAgent] = {}  # the real Stoker agent in front of each host
+        self._session: aiohttp.ClientSession | None = None
         self._host_specs: dict[int, HostSpec] = {}
         self._lock = asyncio.Lock()
         self._runner: web.AppRunner | None = None
@@ -63,14 +67,23 @@ class SimServer:
                          log=lambda line: self.market.append_log(iid, line))
         rental = self.market.instances.get(iid)
         before = rental.host_port if rental is not None else None  # set after a restart: keep the URL
-        port = await host.start(port=before or 0)
-        self.hosts[iid], self._host_specs[iid] = host, spec
+        await host.start()
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None, sock_connect=5),
+                                                  auto_decompress=False)
+        agent = SimAgent(spec, host, self.clock, self._session,
+                         lambda n: self.market.log_text(iid, n).splitlines(), self.market.config.tick_seconds)
+        port = await agent.start(port=before or 0)
+        self.hosts[iid], self.agents[iid], self._host_specs[iid] = host, agent, spec
         self.market.set_host_port(iid, port)
 
     async def _stop_host(self, iid: int) -> None:
         host = self.hosts.pop(iid)
+        agent = self.agents.pop(iid, None)
         self._host_specs.pop(iid, None)
         self.market.set_host_port(iid, None)
+        if agent is not None:
+            await agent.close()
         await host.close()
 
     def _host_died(self, iid: int) -> None:
@@ -149,6 +162,9 @@ class SimServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def __aenter__(self) -> SimServer:
         return self

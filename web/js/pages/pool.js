@@ -7,10 +7,33 @@ import { LivePool, ENDED } from "../pool-live.js";
 import { pageHeader, section, busy, confirmDialog, showNotice, tableWrap, empty } from "../ui.js";
 import { poolNoteBanners } from "../pool-notes.js";
 import { settingsSection, providerKeySection } from "./pool-settings.js";
+import { boxesSection } from "./pool-boxes.js";
 
-const LIVE_COLUMNS = ["Instance", "State", "Status", "GPU", "$/h", "Uptime", "Accrued", "Lease holder", "Actions"];
+const LIVE_COLUMNS = ["Instance", "State", "Status", "Host", "GPU", "$/h", "Uptime", "Accrued", "Lease holder", "Actions"];
 const ENDED_COLUMNS = ["Instance", "Final state", "Why", "GPU", "$/h", "Cost", "Review"];
 const FEED_SIZE = 12;
+
+const GB = 1024 ** 3;
+
+/** What the host's agent says: its phase, download progress, or why it failed. */
+export function agentText(row) {
+  const agent = row.agent || {};
+  if (!agent.phase) return row.status_message || "—";
+  if (agent.phase === "downloading" && agent.bytes_total) {
+    const pct = Math.floor((100 * agent.bytes_done) / agent.bytes_total);
+    return `downloading models ${pct}% (${(agent.bytes_done / GB).toFixed(1)} of ${(agent.bytes_total / GB).toFixed(1)} GB)`;
+  }
+  return agent.reason ? `${agent.phase}: ${agent.reason}` : agent.phase.replace("_", " ");
+}
+
+async function showLogs(row, button) {
+  const logs = await busy(button, () => api("GET", `${row.logs_url}?tail=200`, { as: "admin" }), "Logs");
+  if (!logs) return;
+  await confirmDialog({ title: `Logs of ${short(row.id, 14)}`, confirmLabel: "Close",
+    body: h("div", { class: "logs" },
+      h("h3", {}, "Agent"), h("pre", { class: "log" }, logs.agent.join("\n") || "(empty)"),
+      h("h3", {}, "ComfyUI"), h("pre", { class: "log" }, logs.comfyui.join("\n") || "(empty)")) });
+}
 
 function reviewLink(id, text = short(id, 14)) {
   return h("a", { href: `#/admin/incidents?instance=${encodeURIComponent(id)}`, title: `Review ${id}` }, text);
@@ -20,9 +43,9 @@ export function render(main) {
   const pool = new LivePool({ onChange, onEvent, onState, onHistory });
   const conn = h("span", { class: "conn conn-connecting", role: "status" }, "Connecting…");
   const safeBanner = h("div", { class: "banner banner-danger", id: "safe-mode-banner", role: "status", hidden: true });
-  const problemsBanner = h("div", { class: "banner banner-danger", id: "pool-problems", role: "status", hidden: true });
   const notesBox = h("div", { class: "pool-notes", id: "pool-notes", role: "status", "aria-live": "polite" });
   const stats = h("dl", { class: "stats" });
+  const problems = h("div", { class: "banner banner-danger", id: "pool-problems", role: "status", hidden: true });
   const chartBox = h("div", { class: "chart-box" }, h("p", { class: "muted" }, "Waiting for the pool…"));
   const liveBody = h("tbody");
   const liveTable = h("table", { class: "instances cards-on-phone" }, h("caption", { class: "sr-only" }, "Live instances"),
@@ -89,11 +112,13 @@ export function render(main) {
   function liveRow(row) {
     const stop = h("button", { type: "button", class: "btn btn-small btn-danger", "aria-label": `Terminate ${row.id}` }, "Terminate");
     stop.addEventListener("click", () => terminate(pool.rows.get(row.id) || row, stop));
+    const logs = h("button", { type: "button", class: "btn btn-small", "aria-label": `Logs of ${row.id}` }, "Logs");
+    logs.addEventListener("click", () => showLogs(pool.rows.get(row.id) || row, logs));
     const cell = (label, cls) => h("td", { class: cls, "data-label": label });
-    const cells = { state: cell("State"), status: cell("Status", "status"), gpu: cell("GPU"), dph: cell("$/h", "num"),
-      uptime: cell("Uptime", "num"), cost: cell("Accrued", "num"), lease: cell("Lease holder"), stop };
-    const tr = h("tr", { dataset: { id: row.id } }, h("th", { scope: "row" }, reviewLink(row.id)), cells.state, cells.status, cells.gpu,
-      cells.dph, cells.uptime, cells.cost, cells.lease, h("td", { "data-label": "Actions" }, stop));
+    const cells = { state: cell("State"), status: cell("Status", "status"), host: cell("Host", "host"), gpu: cell("GPU"),
+      dph: cell("$/h", "num"), uptime: cell("Uptime", "num"), cost: cell("Accrued", "num"), lease: cell("Lease holder"), stop, logs };
+    const tr = h("tr", { dataset: { id: row.id } }, h("th", { scope: "row" }, reviewLink(row.id)), cells.state, cells.status,
+      cells.host, cells.gpu, cells.dph, cells.uptime, cells.cost, cells.lease, h("td", { "data-label": "Actions" }, logs, " ", stop));
     return { tr, cells, ended: false, state: null };
   }
 
@@ -103,7 +128,12 @@ export function render(main) {
       entry.state = stateLabel(row);
       replace(cells.state, badge(row.state), row.failure ? h("span", { class: "failure" }, ` ${row.failure} failed`) : null);
     }
-    cells.status.textContent = row.status_message || "—";
+    cells.status.textContent = agentText(row);
+    replace(cells.host,
+      row.provider_id ? h("span", { title: "provider contract id" }, `#${row.provider_id}`) : "—",
+      row.ssh_host ? h("code", { class: "ssh" }, ` ssh -p ${row.ssh_port} root@${row.ssh_host}`) : null,
+      row.last_probe_error ? h("span", { class: "failure" }, ` probe: ${row.last_probe_error}`) : null);
+    cells.logs.disabled = !row.logs_url || !row.agent || !row.agent.phase;
     cells.gpu.textContent = row.gpu || "—";
     cells.dph.textContent = rate(row.dph);
     cells.uptime.textContent = duration(row.uptime_s);
@@ -162,11 +192,11 @@ export function render(main) {
     ];
     replace(stats, ...entries.map(([term, value, note]) => h("div", { class: "stat" }, h("dt", {}, term),
       h("dd", {}, h("span", { class: "stat-value" }, value), h("span", { class: "stat-note" }, note)))));
+    const found = s.problems || [];
+    problems.hidden = !found.length;
+    replace(problems, h("strong", {}, found.length === 1 ? "The pool has a problem" : "The pool has problems"),
+      h("ul", {}, found.map((p) => h("li", { dataset: { code: p.code } }, h("strong", {}, p.code.replaceAll("_", " ")), ` — ${p.message} (since ${utc(p.since)})`))));
     safeBanner.hidden = !s.safe_mode;
-    const problems = s.problems || [];
-    problemsBanner.hidden = !problems.length;
-    replace(problemsBanner, ...problems.map((p) => h("p", {}, h("strong", {}, p.code.replaceAll("_", " ")),
-      ` — ${p.message} (since ${utc(p.since)})`)));
     replace(safeBanner, h("strong", {}, "Safe mode is on"),
       ` — the pool terminates everything and rents nothing${s.safe_mode_reason ? ` (${s.safe_mode_reason})` : ""}.`);
     // A burst beyond the minimum (and how long it bills); safe mode and problems have their banners above.
@@ -235,7 +265,7 @@ export function render(main) {
   replace(main,
     pageHeader("Pool", "Instances update live; uptime and cost advance every second.", conn),
     safeBanner,
-    problemsBanner,
+    problems,
     notesBox,
     h("section", { class: "card", "aria-label": "Pool actions" }, h("div", { class: "toolbar" }, prewarmForm,
       h("div", { class: "toolbar-right" }, resetButton, safeButton))),
@@ -246,6 +276,7 @@ export function render(main) {
       h("section", { class: "card", "aria-labelledby": "pool-ended" }, h("h2", { id: "pool-ended" }, "Ended instances"),
         h("details", {}, h("summary", {}, "Ended in the last 24 h (", endedCount, ")"), tableWrap("Ended instances table", endedTable)))),
     settings.element,
+    boxesSection().element,
     providerKeySection(),
   );
   liveWrap.hidden = true;
