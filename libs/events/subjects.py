@@ -41,6 +41,8 @@ CHECKPOINT_BUCKET = "stoker-checkpoints"
 LEASE_BUCKET = "stoker-leases"
 OUTPUT_BUCKET = "stoker-outputs"
 GEN_SECRETS_BUCKET = "stoker-gen-secrets"  # the generation service's webhook signing master key
+POOL_SECRETS_BUCKET = "stoker-pool-secrets"  # the pool's key the instance secrets derive from (pool only)
+HEARTBEAT_BUCKET = "stoker-agent-heartbeats"  # heartbeats of joined boxes (pool only)
 
 # Command subjects (request/reply).
 CMD_POOL = "cmd.pool"

@@ -129,7 +129,8 @@ def service_permissions() -> dict[str, Permissions]:
     gen_stream, pool_stream = subjects.event_stream(subjects.GENERATION), subjects.event_stream(subjects.POOL)
     extra: dict[str, tuple[list[str], list[str], bool]] = {
         POOL: (
-            [subjects.events_filter(subjects.POOL), *owns(pool_stream), *read(pool_stream), *kv(subjects.LEASE_BUCKET)],
+            [subjects.events_filter(subjects.POOL), *owns(pool_stream), *read(pool_stream), *kv(subjects.LEASE_BUCKET),
+             *kv(subjects.POOL_SECRETS_BUCKET), *kv(subjects.HEARTBEAT_BUCKET)],
             [f"{subjects.CMD_POOL}.>"],
             True,
         ),
@@ -139,7 +140,7 @@ def service_permissions() -> dict[str, Permissions]:
                 *owns(gen_stream, subjects.JOBS_STREAM),
                 f"{subjects.JOBS_SUBJECT}.>",
                 "progress.gen.>",
-                *(_pool_cmd(verb) for verb in ("claim", "release", "renew", "prewarm")),
+                *(_pool_cmd(verb) for verb in ("claim", "release", "renew", "prewarm", "host_access")),
                 *read(gen_stream),
                 *read(pool_stream),
                 *read(subjects.JOBS_STREAM, durable=True),

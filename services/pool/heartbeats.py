@@ -7,7 +7,9 @@ import contextlib
 from nats.js import JetStreamContext
 from nats.js.errors import BucketNotFoundError, KeyNotFoundError, NoKeysError
 
-BUCKET = "stoker-agent-heartbeats"
+from libs.events import subjects
+
+BUCKET = subjects.HEARTBEAT_BUCKET
 
 
 class Heartbeats:

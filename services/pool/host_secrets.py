@@ -15,9 +15,15 @@ import secrets
 from collections.abc import Mapping
 
 from nats.js import JetStreamContext
-from nats.js.errors import BucketNotFoundError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    BucketNotFoundError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+)
 
-BUCKET = "stoker-pool-secrets"
+from libs.events import subjects
+
+BUCKET = subjects.POOL_SECRETS_BUCKET
 ENV_KEY = "STOKER_INSTANCE_KEY"
 SECRET_ENV = "STOKER_INSTANCE_SECRET"  # the name the agent reads on the host
 
