@@ -144,7 +144,10 @@ class Commands:
     async def configure(self, req: api.ConfigureRequest) -> dict[str, Any]:
         """Apply a partial configuration update."""
         view = self.writer.view
-        merged = merge(msgspec.to_builtins(view.config), req.changes)
+        changes = dict(req.changes)
+        if "desired_size" in changes and "min_size" not in changes:
+            changes["min_size"] = changes["desired_size"]  # the old name of min_size
+        merged = merge(msgspec.to_builtins(view.config), changes)
         try:
             cfg = msgspec.convert(merged, ev.PoolConfig, strict=False)
         except msgspec.ValidationError as exc:
