@@ -199,12 +199,12 @@ class _World:
         live = v.live(self.view)
         coming = sum(1 for i in live if i.phase in ("renting", "loading", "ready"))
         want = max(0, min(waiting - coming, self.view.config.max_size - len(live)))
-        if want and decision.queue_wait_s > 0:
-            busy = max(1, sum(1 for i in live if i.phase == "claimed"))
-            expected = waiting * self.policy_mean() / busy
+        if want and decision.queue_wait_s > 0 and live:
+            expected = waiting * self.policy_mean() / len(live)
             oldest = t - self.queue[0][1]
             if expected <= decision.queue_wait_s and oldest <= decision.queue_wait_s:
                 return False
+            want = max(1, min(want, int(expected // decision.queue_wait_s)))
         if want:
             self.rent(want, t)
         return bool(want)

@@ -47,9 +47,17 @@ class TimeOfWeek:
         """How many weeks of history there are."""
         return 0.0 if self.first is None else (now - self.first) / WEEK_S
 
+    def passes(self, slot: int, now: float) -> int:
+        """How many times ``slot`` has begun since the week of the first arrival, up to ``now``."""
+        if self.first is None:
+            return 0
+        week_start = self.first - ((self.first - EPOCH_MONDAY) % WEEK_S)
+        begins = week_start + slot * self.bucket_s
+        return 0 if now < begins else int((now - begins) // WEEK_S) + 1
+
     def expected(self, slot: int, now: float) -> tuple[float, int]:
         """(mean arrivals, instances for its usual concurrency) in ``slot`` over the weeks seen."""
-        weeks = max(1.0, math.floor(self.weeks_seen(now)))
+        weeks = max(1, self.passes(slot, now))
         rate = self.counts[slot] / weeks
         busy = self.work[slot] / weeks / self.bucket_s  # mean instances busy in that slot
         return rate, max(1, math.ceil(busy))
@@ -74,7 +82,7 @@ class TimeOfWeek:
         rate, need, s = best
         return Decision(keep=need, idle_timeout_s=self.idle_s, recheck_s=to_next,
                         reason=f"prewarm {need}: expected {rate:.1f} jobs in {self._slot_text(s)} "
-                               f"({math.floor(self.weeks_seen(obs.now))} weeks of history, boot ~{minutes(obs.boot_s)})")
+                               f"({max(1, self.passes(s, obs.now))} weeks of history, boot ~{minutes(obs.boot_s)})")
 
     def _slot_text(self, slot: int) -> str:
         start = slot * self.bucket_s
