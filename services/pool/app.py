@@ -120,6 +120,8 @@ class PoolService:
             api.SAFE_MODE: (api.SafeModeRequest, self.commands.safe_mode),
             api.RESET: (api.ResetRequest, self.commands.reset),
             api.STATUS: (api.StatusRequest, self.commands.status),
+            api.POLICY: (api.PolicyRequest, self.commands.apply_policy),
+            api.SIMULATE: (api.SimulateRequest, self._simulate),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),
@@ -131,6 +133,11 @@ class PoolService:
                                                                      api.SET_PROVIDER_KEY)))
         self._tasks.append(asyncio.create_task(self.lease.run(), name="pool-lease"))
         self._tasks.append(asyncio.create_task(self._reconcile_loop(), name="pool-reconcile"))
+
+    async def _simulate(self, req: api.SimulateRequest) -> dict[str, Any]:
+        from .policies.service import simulate_history
+        return await simulate_history(self.js, self.config.pool_id, req.days, list(req.policies), self.clock(),
+                                      target_p95=req.target_p95)
 
     async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
         if req.provider != self.provider.name and not (req.provider == "vastai" and self.provider.name == "sim"):

@@ -19,6 +19,7 @@ from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
 from .metrics import PoolMetrics
+from .policies import describe as describe_policy
 from .policy import validate_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
@@ -179,6 +180,19 @@ class Commands:
                     pass
         return {"reset": True, "pending_rentals_given_up": given_up}
 
+    async def apply_policy(self, req: api.PolicyRequest) -> dict[str, Any]:
+        """Apply a warm-pool policy (an event on the config aggregate, so it is audited)."""
+        view = self.writer.view
+        name = None
+        if req.policy is not None:
+            try:
+                name = describe_policy(req.policy)
+            except ValueError as exc:
+                raise PoolError(str(exc), "VALIDATION_FAILED") from None
+        await self.writer.config([ev.PolicyApplied(pool_id=view.pool_id, policy=req.policy, reason=req.reason)],
+                                 meta_of(req))
+        return {"policy": msgspec.to_builtins(req.policy), "name": name}
+
     async def status(self, req: api.StatusRequest) -> dict[str, Any]:
         """The pool as the dashboard shows it."""
         return summary(self.writer.view, self.clock())
@@ -206,4 +220,7 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
         "cost_by_state": v.cost_by_state(view, now),
         "avoided_hosts": sorted({p.host_id for p in view.penalties.values() if p.until > now}),
         "seq": view.seq,
+        "policy": msgspec.to_builtins(view.policy),
+        "policy_decisions": [{"at": at, "policy": d.policy, "keep": d.keep, "idle_timeout_s": d.idle_timeout_s,
+                              "reason": d.reason} for at, d in reversed(view.decisions)],
     }

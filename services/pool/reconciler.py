@@ -17,6 +17,7 @@ from . import planner
 from . import view as v
 from .instance import Instance
 from .metrics import PoolMetrics
+from .policies import live as policy_live
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
@@ -76,8 +77,12 @@ class Reconciler:
             log.warning("reconcile: cannot list instances (%s); acting on what is safe", exc)
             listed = None
         view = self.writer.view
+        target, decided = policy_live.decide(view, self.clock())
+        if decided:
+            await self._safe(self.writer.config(decided, SYSTEM))
+            view = self.writer.view
         plan = planner.plan(view, listed, self.clock(), settings=self.settings,
-                            in_flight=frozenset(self.in_flight))
+                            in_flight=frozenset(self.in_flight), target=target)
         await self._apply(view, plan)
         self.passes += 1
         return plan

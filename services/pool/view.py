@@ -34,6 +34,13 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     ended_cost_by_day: dict[str, float] = {}
     resets: int = 0
     seq: int = 0
+    policy: ev.PolicySpec | None = None
+    decisions: tuple[tuple[datetime, ev.PolicyDecided], ...] = ()  # the latest, newest last
+    demand: tuple[tuple[float, float], ...] = ()  # (claimed at, seconds held) of recent claims, oldest first
+
+
+KEEP_DECISIONS = 20
+KEEP_DEMAND = 2000
 
 
 def project(view: PoolView, rec: Recorded) -> PoolView:
@@ -45,7 +52,7 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     if getattr(event, "pool_id", view.pool_id) != view.pool_id:
         return msgspec.structs.replace(view, seq=rec.seq)  # another pool sharing the stream
     if env.aggregate_type == ev.CONFIG:
-        return _project_config(view, event, position, rec.seq)
+        return _project_config(view, event, position, rec.seq, at)
     if env.aggregate_type != ev.INSTANCE:
         return msgspec.structs.replace(view, seq=rec.seq)
     instances = dict(view.instances)
@@ -60,12 +67,15 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     elif isinstance(event, ev.Terminated) and event.reason == "provider_lost" and current.offer:
         penalties = reputation.penalize(penalties, current.offer.host_id, "vanished", at)
     view = msgspec.structs.replace(view, instances=instances, penalties=penalties, seq=rec.seq)
+    if isinstance(event, ev.Released) and current.phase == "claimed" and current.phase_since is not None:
+        held = (current.phase_since.timestamp(), max(0.0, (at - current.phase_since).total_seconds()))
+        view = msgspec.structs.replace(view, demand=(view.demand + (held,))[-KEEP_DEMAND:])
     if isinstance(event, ev.Terminated | ev.RentFailed):
         view = _compact(view, at)
     return view
 
 
-def _project_config(view: PoolView, event: object, position: Position, seq: int) -> PoolView:
+def _project_config(view: PoolView, event: object, position: Position, seq: int, at: datetime) -> PoolView:
     match event:
         case ev.PoolConfigured():
             return msgspec.structs.replace(view, config=event.config,
@@ -76,6 +86,11 @@ def _project_config(view: PoolView, event: object, position: Position, seq: int)
                                            config_position=position, seq=seq)
         case ev.PoolReset():
             return msgspec.structs.replace(view, resets=view.resets + 1, config_position=position, seq=seq)
+        case ev.PolicyApplied():
+            return msgspec.structs.replace(view, policy=event.policy, config_position=position, seq=seq)
+        case ev.PolicyDecided():
+            decisions = (view.decisions + ((at, event),))[-KEEP_DECISIONS:]
+            return msgspec.structs.replace(view, decisions=decisions, config_position=position, seq=seq)
     return msgspec.structs.replace(view, config_position=position, seq=seq)
 
 

@@ -49,3 +49,17 @@ def model_from(records: Iterable[Recorded], since: datetime | None = None,
         elif isinstance(event, ev.ExtractionFailed | ev.ProbeFailed):
             failed += 1
     return fit(boots, failed, len(rented_at), prices, default=default)
+
+
+def jobs_from_claims(records: Iterable[Recorded], since: datetime | None = None) -> list[Job]:
+    """The pool's own view of demand: one job per claim, arriving when claimed, as long as it was held."""
+    claimed: dict[str, tuple[float, str]] = {}
+    jobs: list[Job] = []
+    for rec in records:
+        event, env = rec.envelope.event, rec.envelope
+        if isinstance(event, ev.Claimed) and (since is None or env.occurred_at >= since):
+            claimed[env.aggregate_id] = (env.occurred_at.timestamp(), event.checkpoint or "")
+        elif isinstance(event, ev.Released | ev.TerminateRequested) and env.aggregate_id in claimed:
+            at, checkpoint = claimed.pop(env.aggregate_id)
+            jobs.append(Job(arrival=at, gpu_s=max(1.0, env.occurred_at.timestamp() - at), checkpoint=checkpoint))
+    return sorted(jobs, key=lambda j: j.arrival)

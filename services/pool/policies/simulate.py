@@ -64,8 +64,9 @@ def _dt(t: float) -> datetime:
 class _World:
     """The pool under simulation: a view folded from events, a modelled provider, the job queue."""
 
-    def __init__(self, policy: Policy, model: BootModel, *, max_size: int, min_size: int, start: float) -> None:
-        self.policy, self.model = policy, model
+    def __init__(self, policy: Policy, model: BootModel, *, max_size: int, min_size: int, start: float,
+                 settings: planner.Settings = SETTINGS) -> None:
+        self.policy, self.model, self.settings = policy, model, settings
         self.rng = random.Random(model.seed)
         self.view = v.PoolView(pool_id=POOL)
         self.seq = 0
@@ -170,7 +171,7 @@ class _World:
             busy = self.assign(t)  # claims come first: live, a job claims the moment it arrives
             decision = self.decide(t)
             target = planner.Target(keep=decision.keep, idle_timeout_s=decision.idle_timeout_s)
-            plan = planner.plan(self.view, self.listed(t), _dt(t), settings=SETTINGS, target=target)
+            plan = planner.plan(self.view, self.listed(t), _dt(t), settings=self.settings, target=target)
             busy |= bool(plan.events or plan.destroy or plan.confirm_gone or plan.probe or plan.rent)
             for iid, events in plan.events.items():
                 self.emit(ev.INSTANCE, iid, events, t)
@@ -255,12 +256,12 @@ class _World:
 
 
 def simulate(jobs: list[Job], spec: ev.PolicySpec, model: BootModel = BootModel(), *, max_size: int = 8,
-             min_size: int = 0, sample_s: float = 900.0) -> Result:
+             min_size: int = 0, sample_s: float = 900.0, settings: planner.Settings = SETTINGS) -> Result:
     """Run ``jobs`` (sorted by arrival) through the pool under ``spec``; costs are billed until the
     last job ends (what is still running then is cut off there, for every policy alike)."""
     policy = make(spec)
     start = jobs[0].arrival - 1.0
-    w = _World(policy, model, max_size=max_size, min_size=min_size, start=start)
+    w = _World(policy, model, max_size=max_size, min_size=min_size, start=start, settings=settings)
     t, i, n = start, 0, len(jobs)
     timeline: list[tuple[float, int, int, float]] = []
     next_sample = start
