@@ -259,7 +259,7 @@ class OrphanFound(Event, frozen=True, kw_only=True):
 
 # --- warm-pool policy (config aggregate) -------------------------------------------
 
-PolicyKind = Literal["fixed", "seed", "reactive", "queue_depth", "histogram", "time_of_week", "schedule"]
+PolicyKind = Literal["fixed", "seed", "reactive", "queue_depth", "histogram", "time_of_week", "schedule", "adaptive"]
 
 
 class ScheduleWindow(msgspec.Struct, frozen=True, kw_only=True):

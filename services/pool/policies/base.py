@@ -24,7 +24,9 @@ class Observation(msgspec.Struct, frozen=True, kw_only=True):
 class Decision(msgspec.Struct, frozen=True, kw_only=True):
     """How many live instances to keep, the idle timeout of the rest, and why.
 
-    ``queue_wait_s``: rent for waiting jobs only when their expected wait exceeds it (0: at once).
+    ``queue_wait_s``: for waiting jobs, rent only as many instances as it takes to drain the queue
+    within this many seconds, counting the ones already there or booting (0: one per waiting job,
+    like the generation service's autoscale).
     ``recheck_s``: the decision may change this many seconds from now even if nothing happens.
     """
 

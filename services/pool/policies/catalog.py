@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from libs.events import pool as ev
 
+from .adaptive import Adaptive
 from .base import Policy
 from .histogram import HistogramKeepAlive
 from .simple import Fixed, QueueDepth, Reactive, Schedule, Seed
@@ -30,6 +31,9 @@ def make(spec: ev.PolicySpec) -> Policy:
             case "time_of_week":
                 return TimeOfWeek(threshold=p.pop("threshold", 0.5), idle_s=p.pop("idle_s", 300.0),
                                   bucket_min=p.pop("bucket_min", 60.0), min_weeks=p.pop("min_weeks", 1.0))
+            case "adaptive":
+                return Adaptive(tail=p.pop("tail", 0.95), threshold=p.pop("threshold", 2.0),
+                                drain_s=p.pop("drain_s", 60.0))
             case "schedule":
                 return Schedule(spec.windows, idle_s=p.pop("idle_s", 300.0))
     finally:
@@ -48,9 +52,10 @@ def candidates() -> list[ev.PolicySpec]:
     spec = ev.PolicySpec
     out = [spec(kind="seed"), spec(kind="fixed", params={"n": 1})]
     out += [spec(kind="reactive", params={"idle_s": s}) for s in (60.0, 300.0)]
-    out += [spec(kind="queue_depth", params={"target_s": 120.0, "idle_s": 300.0})]
+    out += [spec(kind="queue_depth", params={"target_s": d, "idle_s": i}) for d in (60.0, 120.0, 240.0)
+            for i in (600.0, 900.0)]
     out += [spec(kind="histogram", params={"tail": q}) for q in (0.75, 0.9, 0.99)]
-    out += [spec(kind="time_of_week", params={"threshold": t, "idle_s": i})
-            for t in (0.25, 0.5, 1.0) for i in (120.0, 300.0)]
+    out += [spec(kind="time_of_week", params={"threshold": t, "idle_s": 300.0}) for t in (0.5, 2.0)]
+    out += [spec(kind="adaptive", params={"tail": q, "threshold": t}) for q in (0.95, 0.99) for t in (0.0, 6.0)]
     out += [spec(kind="schedule", windows=(ev.ScheduleWindow(),))]
     return out

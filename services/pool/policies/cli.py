@@ -10,7 +10,7 @@ from typing import Any
 
 SPEC_HELP = ("a policy: KIND or KIND:key=value,... (kinds: fixed n idle_s; seed idle_s; reactive idle_s; "
              "queue_depth target_s idle_s; histogram head tail range_h; time_of_week threshold idle_s bucket_min; "
-             "schedule idle_s, weekdays 09-18 keep 1). Repeat to compare; default: the built-in candidates")
+             "schedule idle_s, weekdays 09-18 keep 1; adaptive tail threshold drain_s). Repeat to compare; default: the built-in candidates")
 
 
 def register(subparsers: Any) -> None:
@@ -54,7 +54,7 @@ def parse_spec(text: str) -> Any:
             raise ValueError(f"policy {text!r}: {part!r} is not key=number") from None
         if not eq:
             raise ValueError(f"policy {text!r}: {part!r} is not key=number")
-    if kind not in ("fixed", "seed", "reactive", "queue_depth", "histogram", "time_of_week", "schedule"):
+    if kind not in ("fixed", "seed", "reactive", "queue_depth", "histogram", "time_of_week", "schedule", "adaptive"):
         raise ValueError(f"unknown policy kind {kind!r}")
     spec = ev.PolicySpec(kind=kind, params=params,  # type: ignore[arg-type]
                          windows=(ev.ScheduleWindow(),) if kind == "schedule" else ())

@@ -56,10 +56,10 @@ class Seed(Reactive):
 
 
 class QueueDepth:
-    """Rent when the queue's expected wait exceeds ``target_s`` (up to max_size); idle ones end."""
+    """Rent only what drains the queue within ``target_s`` (up to max_size); idle ones end."""
 
     def __init__(self, target_s: float = 120.0, idle_s: float = 300.0) -> None:
-        self.name = f"queue(wait>{minutes(target_s)},idle={minutes(idle_s)})"
+        self.name = f"queue(drain<{minutes(target_s)},idle={minutes(idle_s)})"
         self.target_s, self.idle_s = target_s, idle_s
         self.history = History()
 
@@ -68,7 +68,7 @@ class QueueDepth:
 
     def decide(self, obs: Observation) -> Decision:
         return Decision(keep=0, idle_timeout_s=self.idle_s, queue_wait_s=self.target_s,
-                        reason=f"queue depth: rent when the expected wait passes {minutes(self.target_s)} "
+                        reason=f"queue depth: rent what drains the queue within {minutes(self.target_s)} "
                                f"(mean job {minutes(self.history.mean_gpu_s())})")
 
 

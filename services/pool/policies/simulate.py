@@ -10,6 +10,7 @@ for ``gpu_s``). Jobs that wait make the pool rent like the generation service's 
 from __future__ import annotations
 
 import heapq
+import math
 import random
 from collections import deque
 from datetime import datetime, timezone
@@ -201,11 +202,10 @@ class _World:
         coming = sum(1 for i in live if i.phase in ("renting", "loading", "ready"))
         want = max(0, min(waiting - coming, self.view.config.max_size - len(live)))
         if want and decision.queue_wait_s > 0 and live:
-            expected = waiting * self.policy_mean() / len(live)
-            oldest = t - self.queue[0][1]
-            if expected <= decision.queue_wait_s and oldest <= decision.queue_wait_s:
-                return False
-            want = max(1, min(want, int(expected // decision.queue_wait_s)))
+            # the queue drains on the instances there are (booting ones too): add only what it takes
+            # to drain it within queue_wait_s
+            needed = math.ceil(waiting * self.policy_mean() / decision.queue_wait_s)
+            want = max(0, min(want, needed - len(live)))
         if want:
             self.rent(want, t)
         return bool(want)
@@ -249,8 +249,6 @@ class _World:
             for i in self.view.instances.values():
                 if i.phase == "ready" and i.last_used_at is not None:
                     candidates.append(i.last_used_at.timestamp() + self.decision.idle_timeout_s)
-            if self.queue and self.decision.queue_wait_s > 0:
-                candidates.append(self.queue[0][1] + self.decision.queue_wait_s + 0.001)
         later = [c for c in candidates if c > t]
         return min(later) if later else t + 900.0
 
