@@ -20,6 +20,7 @@ from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, d
     decide_terminate
 from .metrics import PoolMetrics
 from .policies import describe as describe_policy
+from .policies.live import cap_prewarm
 from .policy import validate_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
@@ -129,8 +130,11 @@ class Commands:
         room = view.config.max_size - len(v.live(view))
         if room < req.count:
             raise PoolError(f"max_size {view.config.max_size} allows {max(room, 0)} more instance(s)", "LIMIT")
-        ids = await self.reconciler.rent(req.count, key=f"prewarm:{req.idempotency_key or new_id()}",
-                                         meta=meta_of(req))
+        key = f"prewarm:{req.idempotency_key or new_id()}"
+        count, why = cap_prewarm(view, self.clock(), req.count, key)
+        if count < 1:
+            return {"instance_ids": [], "held_back": why}
+        ids = await self.reconciler.rent(count, key=key, meta=meta_of(req))
         return {"instance_ids": ids}
 
     async def terminate(self, req: api.TerminateRequest) -> dict[str, Any]:

@@ -63,3 +63,18 @@ def test_a_policy_idle_timeout_replaces_the_config_one():
                         target=planner.Target(keep=0, idle_timeout_s=60))
     assert idle_ends(plan) == {"i1"}
     assert POOL == g.view.pool_id
+
+
+def test_a_queue_rule_cuts_the_generation_service_s_prewarms_but_never_an_operator_s():
+    from services.pool.policies.live import cap_prewarm
+
+    g = Given(ev.PoolConfig(min_size=0, max_size=8)).rented("i1", "1")  # one instance booting
+    g.config(ev.PolicyApplied(pool_id=POOL, policy=ev.PolicySpec(kind="queue_depth",
+                                                                 params={"target_s": 240.0, "idle_s": 600.0})))
+    count, why = cap_prewarm(g.view, T0, 1, "prewarm:gen:p1:7:1")
+    assert count == 0 and "drains within 240 s on 1 instance" in why
+    # asked for 7 beyond the 1 coming: 8 waiting jobs of 60 s drain in 240 s on 2 instances
+    assert cap_prewarm(g.view, T0, 7, "prewarm:gen:p1:8:7")[0] == 1
+    assert cap_prewarm(g.view, T0, 1, "prewarm:admin-key")[0] == 1
+    g.config(ev.PolicyApplied(pool_id=POOL, policy=ev.PolicySpec(kind="seed")))
+    assert cap_prewarm(g.view, T0, 3, "prewarm:gen:p1:9:3")[0] == 3, "no queue rule: one per waiting job"

@@ -12,6 +12,7 @@ from .. import planner
 from .. import view as v
 from .base import DEFAULT_BOOT_S, Observation, quantile
 from .catalog import make
+from .queue import rent_for_queue
 
 
 def decide(view: v.PoolView, now: datetime) -> tuple[planner.Target | None, list[Event]]:
@@ -35,3 +36,26 @@ def decide(view: v.PoolView, now: datetime) -> tuple[planner.Target | None, list
         return target, []
     return target, [ev.PolicyDecided(pool_id=view.pool_id, policy=policy.name, keep=d.keep,
                                      idle_timeout_s=d.idle_timeout_s, reason=d.reason)]
+
+
+GEN_PREFIX = "prewarm:gen:"  # the generation service's autoscale prewarms (one per waiting job)
+
+
+def cap_prewarm(view: v.PoolView, now: datetime, count: int, key: str) -> tuple[int, str]:
+    """(instances to rent, why) for a prewarm of ``count``: the generation service's prewarms for
+    waiting jobs follow the policy's queue rule; an operator's prewarm is never cut."""
+    if view.policy is None or not key.startswith(GEN_PREFIX):
+        return count, ""
+    policy = make(view.policy)
+    for claimed_at, held_s in view.demand:
+        policy.observe(claimed_at, held_s or 1.0)
+    live = v.live(view)
+    d = policy.decide(Observation(now=now.timestamp(), live=len(live),
+                                  busy=sum(1 for i in live if i.phase == "claimed")))
+    if d.queue_wait_s <= 0:
+        return count, ""
+    coming = sum(1 for i in live if i.phase != "claimed")
+    mean = policy.history.mean_gpu_s() if hasattr(policy, "history") else 60.0  # type: ignore[attr-defined]
+    allowed = rent_for_queue(waiting=count + coming, live=len(live), coming=coming, max_size=view.config.max_size,
+                             mean_gpu_s=mean, queue_wait_s=d.queue_wait_s)
+    return allowed, f"{policy.name}: the queue drains within {d.queue_wait_s:.0f} s on {len(live)} instance(s)"

@@ -10,7 +10,6 @@ for ``gpu_s``). Jobs that wait make the pool rent like the generation service's 
 from __future__ import annotations
 
 import heapq
-import math
 import random
 from collections import deque
 from datetime import datetime, timezone
@@ -30,6 +29,7 @@ from ..status import label_for
 from .base import Decision, Observation, Policy, quantile
 from .catalog import make
 from .model import BootModel
+from .queue import rent_for_queue
 from .trace import Job
 
 POOL = "sim"
@@ -200,12 +200,8 @@ class _World:
             return False
         live = v.live(self.view)
         coming = sum(1 for i in live if i.phase in ("renting", "loading", "ready"))
-        want = max(0, min(waiting - coming, self.view.config.max_size - len(live)))
-        if want and decision.queue_wait_s > 0 and live:
-            # the queue drains on the instances there are (booting ones too): add only what it takes
-            # to drain it within queue_wait_s
-            needed = math.ceil(waiting * self.policy_mean() / decision.queue_wait_s)
-            want = max(0, min(want, needed - len(live)))
+        want = rent_for_queue(waiting=waiting, live=len(live), coming=coming, max_size=self.view.config.max_size,
+                              mean_gpu_s=self.policy_mean(), queue_wait_s=decision.queue_wait_s)
         if want:
             self.rent(want, t)
         return bool(want)
