@@ -71,6 +71,7 @@ IDLE_S = 2.0
 async def run_live(svc, t0: float) -> None:
     """Each job claims on arrival; while it cannot, it asks for instances like the generation service."""
     waiting: set[int] = set()
+    asking = asyncio.Lock()  # one request for instances at a time, each seeing the last one's rentals
 
     async def job(n: int, at: float, gpu_s: float) -> None:
         await asyncio.sleep(max(0.0, t0 + at - asyncio.get_running_loop().time()))
@@ -81,11 +82,13 @@ async def run_live(svc, t0: float) -> None:
                 break
             except Exception as exc:
                 assert getattr(exc, "code", "") == "NO_CAPACITY"
-                live = [i for i in svc.view.instances.values() if i.phase in ("renting", "loading", "ready", "claimed")]
-                coming = sum(1 for i in live if i.phase != "claimed")
-                want = min(len(waiting) - coming, svc.view.config.max_size - len(live))
-                if want > 0:
-                    await svc.commands.prewarm(api.PrewarmRequest(count=want, idempotency_key=new_id()))
+                async with asking:
+                    live = [i for i in svc.view.instances.values()
+                            if i.phase in ("renting", "loading", "ready", "claimed")]
+                    coming = sum(1 for i in live if i.phase != "claimed")
+                    want = min(len(waiting) - coming, svc.view.config.max_size - len(live))
+                    if want > 0:
+                        await svc.commands.prewarm(api.PrewarmRequest(count=want, idempotency_key=new_id()))
                 await asyncio.sleep(0.1)
         waiting.discard(n)
         await asyncio.sleep(gpu_s)

@@ -16,7 +16,10 @@ def render(c: Comparison, policies: list[str] | None = None) -> bytes:
     """PNG bytes: top, demand (grey) and live instances per policy; bottom, cumulative $ per policy."""
     from PIL import Image, ImageDraw  # pillow: imported here so the rest works without it
 
-    names = policies or [r.policy for r in sorted(c.rows, key=lambda r: r.total)][:6]
+    if policies is None:  # the seed policy (the baseline) and the three cheapest others
+        baseline = [r.policy for r in c.rows if r.spec.kind == "seed"]
+        policies = baseline + [r.policy for r in sorted(c.rows, key=lambda r: r.total) if r.policy not in baseline][:3]
+    names = policies
     series = {n: c.results[n].timeline for n in names if n in c.results and c.results[n].timeline}
     img = Image.new("RGB", (W, H), "white")
     d = ImageDraw.Draw(img)
