@@ -69,10 +69,29 @@ def test_histogram_learns_keep_alive_from_idle_gaps():
         t += 30 + rng.uniform(60, 300)
     start, until = policy.windows(boot_s=240)
     assert start == 0 and 250 <= until <= 1.1 * 300 + 1
-    warm = policy.decide(Observation(now=t + 100, last_activity=t))
-    assert warm.keep == 1 and "p90" in warm.reason
-    gone = policy.decide(Observation(now=t + until + 10, last_activity=t))
-    assert gone.keep == 0
+    d = policy.decide(Observation(now=t + 100, last_activity=t))
+    assert d.keep == 0 and d.idle_timeout_s == until, "each instance stays warm through the keep-alive window"
+    assert "p90 of 39 idle gaps" in d.reason
+
+
+def test_histogram_gaps_are_per_instance_when_jobs_overlap():
+    policy = make(spec("histogram"))
+    for k in range(12):  # two artists, each a 60 s job every 10 min, 5 s apart
+        policy.observe(MON + k * 600, 60.0)
+        policy.observe(MON + k * 600 + 5, 60.0)
+    assert set(round(g) for g in policy.history.idle_gaps) == {535, 545}, "each instance idles ~9 min, not 5 s"
+
+
+def test_histogram_lets_go_and_prewarms_when_the_next_job_is_far_but_regular():
+    policy = make(spec("histogram", tail=0.9))
+    for k in range(30):  # a 60 s job every 30 min, like clockwork
+        policy.observe(MON + k * 1800, 60.0)
+    start, until = policy.windows(boot_s=240)
+    assert 1400 < start < 1600 and until > start
+    end = MON + 29 * 1800 + 60
+    assert policy.decide(Observation(now=end + 60, last_activity=end)).keep == 0
+    warm = policy.decide(Observation(now=end + start + 10, last_activity=end))
+    assert warm.keep == 1 and "pre-warmed 1" in warm.reason
 
 
 def test_histogram_falls_back_without_enough_history():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import heapq
 from typing import Protocol
 
 import msgspec
@@ -50,21 +51,31 @@ class Policy(Protocol):
 
 
 class History:
-    """Arrivals seen so far (ascending), with their GPU seconds."""
+    """Arrivals seen so far (ascending), with their GPU seconds, and the idle gaps they imply.
+
+    ``idle_gaps``: for each arrival, how long the instance that would take it (the one freed most
+    recently, had every job started on arrival) sat idle before it; arrivals that would need a new
+    instance add none. With one job at a time these are the pool's idle times between jobs; with
+    several at once, each instance's.
+    """
 
     def __init__(self) -> None:
         self.arrivals: list[float] = []
         self.gpu_s: list[float] = []
-        self.busy_until = float("-inf")  # when the work seen so far would end with no waiting
-        self.idle_gaps: list[float] = []  # sorted idle times between work and the next arrival
+        self.idle_gaps: list[float] = []  # sorted
+        self._running: list[float] = []  # heap of end times of the virtual instances' jobs
+        self._free: list[float] = []  # when each free virtual instance became free (a stack)
 
     def add(self, arrival: float, gpu_s: float) -> None:
         """Record one arrival."""
-        if self.arrivals and self.busy_until > float("-inf"):
-            bisect.insort(self.idle_gaps, max(0.0, arrival - self.busy_until))
+        while self._running and self._running[0] <= arrival:
+            self._free.append(heapq.heappop(self._running))
+        self._free.sort()
+        if self._free:
+            bisect.insort(self.idle_gaps, arrival - self._free.pop())
+        heapq.heappush(self._running, arrival + gpu_s)
         self.arrivals.append(arrival)
         self.gpu_s.append(gpu_s)
-        self.busy_until = max(self.busy_until, arrival + gpu_s)
 
     def mean_gpu_s(self) -> float:
         """Mean GPU seconds of a job (60 s before any was seen)."""

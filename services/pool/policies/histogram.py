@@ -41,26 +41,28 @@ class HistogramKeepAlive:
 
     def decide(self, obs: Observation) -> Decision:
         win = self.windows(obs.boot_s)
+        gaps = len(self.history.idle_gaps)
         if win is None:
             return Decision(keep=0, idle_timeout_s=self.fallback_idle_s,
-                            reason=f"histogram: {len(self.history.idle_gaps)} idle gaps seen, too few in range; "
+                            reason=f"histogram: {gaps} idle gaps seen, too few in range; "
                                    f"idle ones end after {minutes(self.fallback_idle_s)}")
         start, until = win
+        if start == 0:  # the next job usually comes sooner than a boot: keep each instance warm
+            return Decision(keep=0, idle_timeout_s=until,
+                            reason=f"histogram: keep each instance warm {minutes(until)} after its last job "
+                                   f"(p{self.tail * 100:.0f} of {gaps} idle gaps)")
         since = obs.now - (obs.last_activity if obs.last_activity is not None else obs.now - until)
-        if obs.busy or obs.waiting:
+        if obs.busy or obs.waiting or since >= until:
             return Decision(keep=obs.busy, idle_timeout_s=SPARE_IDLE_S,
-                            reason=f"histogram: busy; after the work keep 1 warm for {minutes(until)} "
-                                   f"(p{self.tail * 100:.0f} of {len(self.history.idle_gaps)} idle gaps)")
+                            reason=f"histogram: the next job rarely comes within {minutes(start + obs.boot_s)}; "
+                                   f"after work let go, rent again {minutes(obs.boot_s)} before")
         if since < start:
             return Decision(keep=0, idle_timeout_s=SPARE_IDLE_S, recheck_s=start - since,
                             reason=f"histogram: next job rarely comes within {minutes(start + obs.boot_s)}; "
                                    f"let go, rent again {minutes(obs.boot_s)} before")
-        if since < until:
-            return Decision(keep=1, idle_timeout_s=SPARE_IDLE_S, recheck_s=until - since,
-                            reason=f"histogram: keep 1 warm until {minutes(until)} after the last job "
-                                   f"(p{self.tail * 100:.0f} of {len(self.history.idle_gaps)} idle gaps)")
-        return Decision(keep=0, idle_timeout_s=SPARE_IDLE_S,
-                        reason=f"histogram: idle {minutes(since)}, past the keep-alive window of {minutes(until)}")
+        return Decision(keep=1, idle_timeout_s=SPARE_IDLE_S, recheck_s=until - since,
+                        reason=f"histogram: pre-warmed 1 until {minutes(until)} after the last job "
+                               f"(p{self.tail * 100:.0f} of {gaps} idle gaps)")
 
 
 def _count_le(values: list[float], limit: float) -> int:

@@ -72,7 +72,7 @@ class _World:
         self.view = v.PoolView(pool_id=POOL)
         self.seq = 0
         self.versions: dict[str, int] = {}
-        self.provider: dict[str, tuple[float, bool, bool]] = {}  # provider id -> (boot done at, fails, destroyed)
+        self.provider: dict[str, tuple[float, bool]] = {}  # listed provider id -> (boot done at, fails)
         self.rented = 0
         self.queue: deque[tuple[Job, float]] = deque()
         self.releases: list[tuple[float, str, str]] = []  # heap of (at, instance id, lease id)
@@ -117,9 +117,7 @@ class _World:
     # --- the modelled provider ------------------------------------------------------
     def listed(self, t: float) -> list[ProviderInstance]:
         out = []
-        for pid, (done_at, fails, destroyed) in self.provider.items():
-            if destroyed:
-                continue
+        for pid, (done_at, fails) in self.provider.items():
             inst_id = self._by_pid.get(pid, "")
             if t < done_at:
                 status, msg, url = "loading", "pulling image", None
@@ -142,7 +140,7 @@ class _World:
             label = label_for(POOL, iid)
             boot, fails = self.model.draw(self.rng)
             self.failed += fails
-            self.provider[pid] = (t + boot, fails, False)
+            self.provider[pid] = (t + boot, fails)
             self._by_pid[pid] = iid
             self.rents.append(t)
             self.emit(ev.INSTANCE, iid, [
@@ -177,10 +175,9 @@ class _World:
             for iid, events in plan.events.items():
                 self.emit(ev.INSTANCE, iid, events, t)
             for inst in plan.destroy:
-                done_at, fails, _ = self.provider[inst.provider_id]
-                self.provider[inst.provider_id] = (done_at, fails, True)
+                self.provider.pop(inst.provider_id, None)  # gone: no longer listed, nothing bills
             for inst in plan.confirm_gone:
-                if self.provider.get(inst.provider_id, (0, False, True))[2]:
+                if inst.provider_id not in self.provider:
                     reason = inst.terminate_reason or "provider_lost"
                     self.emit(ev.INSTANCE, inst.id, [ev.Terminated(pool_id=POOL, reason=reason,  # type: ignore[arg-type]
                                                                    provider_id=inst.provider_id)], t)
@@ -238,7 +235,7 @@ class _World:
         candidates = [t + 900.0]
         if self.releases:
             candidates.append(self.releases[0][0])
-        candidates += [done for done, _, destroyed in self.provider.values() if not destroyed and done > t]
+        candidates += [done for done, _ in self.provider.values() if done > t]
         if self.decision is not None:
             if self.decision.recheck_s is not None:
                 candidates.append(t + max(1.0, self.decision.recheck_s))
