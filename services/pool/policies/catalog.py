@@ -51,11 +51,11 @@ def candidates() -> list[ev.PolicySpec]:
     """The policies and parameters ``stoker simulate`` compares and the target knob chooses from."""
     spec = ev.PolicySpec
     out = [spec(kind="seed"), spec(kind="fixed", params={"n": 1})]
-    out += [spec(kind="reactive", params={"idle_s": s}) for s in (60.0, 300.0)]
-    out += [spec(kind="queue_depth", params={"target_s": d, "idle_s": i}) for d in (60.0, 120.0, 240.0)
+    out += [spec(kind="reactive", params={"idle_s": s}) for s in (60.0, 300.0, 600.0)]
+    out += [spec(kind="queue_depth", params={"target_s": d, "idle_s": i}) for d in (60.0, 240.0)
             for i in (600.0, 900.0)]
-    out += [spec(kind="histogram", params={"tail": q}) for q in (0.75, 0.9, 0.99)]
-    out += [spec(kind="time_of_week", params={"threshold": t, "idle_s": 300.0}) for t in (0.5, 2.0)]
-    out += [spec(kind="adaptive", params={"tail": q, "threshold": t}) for q in (0.95, 0.99) for t in (0.0, 6.0)]
+    out += [spec(kind="histogram", params={"tail": q}) for q in (0.85, 0.9, 0.95, 0.99)]
+    out += [spec(kind="time_of_week", params={"threshold": t, "idle_s": 600.0}) for t in (2.0, 6.0)]
+    out += [spec(kind="adaptive", params={"tail": q, "threshold": t}) for q in (0.9, 0.95) for t in (0.0, 6.0)]
     out += [spec(kind="schedule", windows=(ev.ScheduleWindow(),))]
     return out
