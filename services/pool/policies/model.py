@@ -35,7 +35,7 @@ def fit(boot_s: list[float], failed: int, rented: int, dph: list[float], *,
     too little was observed (under 3 boots, under 10 rentals, no prices)."""
     model = default
     if len(boot_s) >= 3:
-        qs = statistics.quantiles(sorted(boot_s), n=20)
+        qs = statistics.quantiles(sorted(boot_s), n=20, method="inclusive")  # p5 and p95, within the data
         model = msgspec.structs.replace(model, boot_min_s=max(1.0, qs[0]), boot_max_s=max(qs[-1], qs[0] + 1.0))
     if rented >= 10:
         model = msgspec.structs.replace(model, failure_rate=min(0.9, failed / rented))
