@@ -62,7 +62,8 @@ def service_config(env: Mapping[str, str]) -> ServiceConfig:
         leader_ttl_s=float(env.get("STOKER_LEADER_TTL", "5")),
         listing_grace_s=float(env.get("STOKER_LISTING_GRACE", "60" if provider == "vastai" else "15")),
         rent_grace_s=float(env.get("STOKER_RENT_GRACE", "120" if provider == "vastai" else "30")),
-        initial_desired_size=int(env.get("STOKER_POOL_DESIRED_SIZE", "1" if provider == "sim" else "0")),
+        initial_desired_size=int(env.get("STOKER_POOL_MIN_SIZE") or env.get("STOKER_POOL_DESIRED_SIZE")  # old name
+                                 or ("1" if provider == "sim" else "0")),
         replica=env.get("STOKER_REPLICA", f"{socket.gethostname()}-{os.getpid()}"),
         stream_replicas=streams.replicas_from(env),
     )
@@ -106,7 +107,7 @@ class PoolService:
         await self.projector.start()
         await self.projector.wait_caught_up(120)
         if not self.view.configured:
-            cfg = ev.PoolConfig(desired_size=self.config.initial_desired_size)
+            cfg = ev.PoolConfig(min_size=self.config.initial_desired_size)
             with contextlib.suppress(ConcurrencyError):  # another replica configured it first
                 await self.writer.config([ev.PoolConfigured(pool_id=self.config.pool_id, config=cfg)],
                                          meta_of(api.Request(actor="pool")))

@@ -78,3 +78,12 @@ def test_a_queue_rule_cuts_the_generation_service_s_prewarms_but_never_an_operat
     assert cap_prewarm(g.view, T0, 1, "prewarm:admin-key")[0] == 1
     g.config(ev.PolicyApplied(pool_id=POOL, policy=ev.PolicySpec(kind="seed")))
     assert cap_prewarm(g.view, T0, 3, "prewarm:gen:p1:9:3")[0] == 3, "no queue rule: one per waiting job"
+
+
+def test_the_initial_min_size_comes_from_stoker_pool_min_size_or_its_old_name():
+    from services.pool.app import service_config
+
+    assert service_config({"STOKER_PROVIDER": "vastai"}).initial_desired_size == 0
+    assert service_config({"STOKER_PROVIDER": "sim"}).initial_desired_size == 1
+    assert service_config({"STOKER_POOL_DESIRED_SIZE": "2"}).initial_desired_size == 2
+    assert service_config({"STOKER_POOL_MIN_SIZE": "3", "STOKER_POOL_DESIRED_SIZE": "2"}).initial_desired_size == 3
