@@ -1,13 +1,16 @@
 """Histogram keep-alive ("Serverless in the Wild", USENIX ATC'20), adapted to rented GPUs.
 
-From the distribution of idle gaps (end of work -> next arrival) pick a pre-warm window (the
-``head`` quantile) and a keep-alive window (the ``tail`` quantile). After work ends: if the
-pre-warm window is longer than a boot, let the instance go and rent again a boot time before the
-window opens; otherwise keep it warm through the keep-alive window. Gaps longer than ``range_h``
+From the distribution of idle gaps (an instance's end of work -> its next job; see
+``base.History``) pick a pre-warm window (the ``head`` quantile) and a keep-alive window (the
+``tail`` quantile, times ``margin``). If the pre-warm window is longer than a boot, let the
+instance go after work and rent again a boot time before the window opens; otherwise keep each
+instance warm through the keep-alive window (its idle timeout). Gaps longer than ``range_h``
 are out of the histogram's range; when too many are, fall back to a plain idle timeout.
 """
 
 from __future__ import annotations
+
+import math
 
 from .base import Decision, History, Observation, minutes, quantile
 
@@ -37,6 +40,8 @@ class HistogramKeepAlive:
         prewarm = quantile(in_range, self.head)
         keep_alive = quantile(in_range, self.tail) * self.margin
         start = prewarm - boot_s if prewarm > boot_s + SPARE_IDLE_S else 0.0
+        # whole minutes: the live pool records a decision only when it changes, not at every job
+        start, keep_alive = math.floor(start / 60) * 60, math.ceil(keep_alive / 60) * 60
         return start, max(keep_alive, start + SPARE_IDLE_S)
 
     def decide(self, obs: Observation) -> Decision:

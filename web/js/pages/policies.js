@@ -88,7 +88,7 @@ export function render(main) {
     const cheapest = Math.min(...out.rows.map((r) => r.total));
     const select = (name) => replace(chart, h("h3", {}, name), timelineChart(name, out.results[name]?.timeline));
     replace(results,
-      h("p", {}, `${out.jobs} jobs over ${out.days.toFixed(1)} days; ${out.model}. Oracle (perfect foresight, zero wait): ${dollars(out.oracle_zero_wait)}.`),
+      h("p", {}, `${out.jobs} job${out.jobs === 1 ? "" : "s"} over ${out.days.toFixed(1)} days; ${out.model}. Oracle (perfect foresight, zero wait): ${dollars(out.oracle_zero_wait)}.`),
       out.chosen !== undefined && target.input.value !== ""
         ? h("p", { class: "policy-chosen" }, out.chosen ? `Cheapest meeting p95 ≤ ${target.input.value} s: ${out.chosen}` : "No policy meets that target.")
         : "",
@@ -106,6 +106,8 @@ export function render(main) {
             h("td", { class: "num" }, String(r.max_instances)), h("td", { class: "num" }, r.oracle_at_p95.toFixed(2)),
             h("td", {}, showBtn, " ", applyBtn));
         })))));
+    results.append(h("p", { class: "hint" }, "Oracle @p95: no schedule can cost less at that policy's p95 wait (a lower bound; "
+      + "boots at their shortest, no failed rentals). Cold waits: jobs that waited at all."));
     select(out.chosen || out.rows.reduce((a, b) => (b.total < a.total ? b : a)).policy);
   }
 
