@@ -39,6 +39,6 @@ class Adaptive:
             if ahead.keep > after.keep:
                 best = ahead
         recheck = min(x for x in (after.recheck_s, 900.0) if x is not None)
-        return Decision(keep=best.keep, idle_timeout_s=min(after.idle_timeout_s, 300.0), queue_wait_s=drain,
+        return Decision(keep=best.keep, idle_timeout_s=after.idle_timeout_s, queue_wait_s=drain,
                         recheck_s=recheck,
                         reason=f"{best.reason}; waiting jobs get what drains the queue within {minutes(drain)}")
