@@ -52,4 +52,9 @@ async def test_simulate_compare_and_apply_a_policy(stack: Stack, ui: Session) ->
     pool = await stack.admin("GET", "/api/v1/pool")
     assert pool["policy"]["kind"] == "seed" and pool["policy_decisions"][0]["reason"]
     await ui.shot("policies-applied")
+
+    await page.get_by_role("button", name="Remove policy").click()  # leave the shared pool as it was
+    await page.get_by_role("dialog").get_by_role("button", name="Remove").click()
+    await expect(page.locator(".policy-current")).to_contain_text("none")
+    assert (await stack.admin("GET", "/api/v1/pool"))["policy"] is None
     assert not ui.problems, ui.problems
