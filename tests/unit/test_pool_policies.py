@@ -160,6 +160,9 @@ def test_traces_accept_iso_times_seconds_header_comments_and_any_order():
     ("0,10\n2026-11-02T09:00:00Z,5\n", "mixes ISO times and seconds"),
     ("arrival_time,gpu_seconds\n", "no jobs"),
     ("0,nan\n", "gpu_seconds must be > 0"),
+    ("1e308,5\n", "must be between 0 and"),
+    ("0001-01-01T00:00:00Z,5\n", "out of range"),
+    ("0,5\n40000000,5\n", "spans 463 days"),
 ])
 def test_bad_rows_are_named(text, message):
     with pytest.raises(TraceError, match=message.replace("(", r"\(").replace(")", r"\)")):
@@ -195,3 +198,15 @@ def test_no_policy_beats_the_oracle(raw, kind, failure, seed):
         assert r.total >= oracle.zero_wait(jobs, model.boot_min_s, model.dph) - 1e-9
     assert oracle.lower_bound(jobs, model.boot_min_s, model.dph, 0.0, q=1.0) <= \
         oracle.zero_wait(jobs, model.boot_min_s, model.dph) + 1e-9
+
+
+@settings(max_examples=150, deadline=None)
+@given(text=st.text(alphabet=st.sampled_from(list("0123456789.,-:TZe+ \n#xa")), max_size=80))
+def test_any_text_is_a_trace_or_a_clear_trace_error(text):
+    try:
+        jobs = parse_csv(text)
+    except TraceError as exc:
+        assert "line" in str(exc) or "no jobs" in str(exc) or "spans" in str(exc)
+        return
+    r = simulate(jobs[:20], spec("seed"), BootModel(failure_rate=0.2))
+    assert r.jobs == min(len(jobs), 20) and r.total >= 0

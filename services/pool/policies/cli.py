@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         model = BootModel(seed=args.seed)
         if args.trace:
             try:
-                with open(args.trace, encoding="utf-8") as f:
+                with open(args.trace, encoding="utf-8-sig") as f:  # a spreadsheet's BOM is fine
                     jobs = parse_csv(f.read(), source=args.trace)
             except (OSError, UnicodeDecodeError) as exc:
                 raise TraceError(f"cannot read {args.trace}: {exc}") from None

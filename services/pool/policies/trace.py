@@ -21,6 +21,8 @@ import msgspec
 
 NUMERIC_BASE = datetime(2026, 1, 5, tzinfo=timezone.utc).timestamp()  # a Monday
 MAX_GPU_S = 7 * 24 * 3600.0
+MAX_SECONDS = 4e9  # numeric arrival times (epoch seconds pass too)
+MAX_SPAN_DAYS = 400.0
 
 
 class Job(msgspec.Struct, frozen=True):
@@ -63,6 +65,9 @@ def parse_csv(text: str, *, source: str = "trace") -> list[Job]:
     if not jobs:
         raise TraceError(f"{source}: no jobs (expected rows of arrival_time,gpu_seconds[,checkpoint])")
     jobs.sort(key=lambda j: j.arrival)
+    span = (jobs[-1].arrival - jobs[0].arrival) / 86400.0
+    if span > MAX_SPAN_DAYS:
+        raise TraceError(f"{source}: the trace spans {span:.0f} days; at most {MAX_SPAN_DAYS:.0f} can be simulated")
     if numeric:
         jobs = [Job(arrival=NUMERIC_BASE + j.arrival, gpu_s=j.gpu_s, checkpoint=j.checkpoint) for j in jobs]
     return jobs
@@ -74,8 +79,8 @@ def _arrival(cell: str, source: str, lineno: int) -> tuple[float, bool]:
     except ValueError:
         pass
     else:
-        if not math.isfinite(value) or value < 0:
-            raise TraceError(f"{source} line {lineno}: arrival_time in seconds must be a number >= 0")
+        if not math.isfinite(value) or not 0 <= value <= MAX_SECONDS:
+            raise TraceError(f"{source} line {lineno}: arrival_time in seconds must be between 0 and {MAX_SECONDS:.0f}")
         return value, True
     try:
         when = datetime.fromisoformat(cell.replace("Z", "+00:00"))
@@ -84,6 +89,8 @@ def _arrival(cell: str, source: str, lineno: int) -> tuple[float, bool]:
             from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=timezone.utc)
+    if not 1970 <= when.astimezone(timezone.utc).year <= 9000:
+        raise TraceError(f"{source} line {lineno}: arrival_time {cell[:40]!r} is out of range (years 1970-9000)")
     return when.timestamp(), False
 
 
