@@ -55,7 +55,7 @@ export function render(main) {
       clear.addEventListener("click", () => apply(null, "remove the policy"));
       replace(current, h("p", { class: "policy-current" }, h("strong", {}, "Current policy: "), policyText(pool.policy)),
         h("p", { class: "hint" }, `min_size ${pool.config.min_size ?? pool.config.desired_size} (always kept) · idle timeout ${secs(pool.config.idle_timeout_s)} · max ${pool.config.max_size}`),
-        clear);
+        h("p", {}, clear));
       const rows = pool.policy_decisions || [];
       replace(decisions, rows.length ? tableWrap("Recent decisions", h("table", {},
         h("thead", {}, h("tr", {}, ["When (UTC)", "Policy", "Keep", "Idle timeout", "Why"].map((c) => h("th", { scope: "col" }, c)))),
@@ -84,7 +84,7 @@ export function render(main) {
   }
 
   function showResults(out) {
-    const cols = ["Policy", "Total $", "Booting $", "Idle $", "Busy $", "Jobs", "Cold waits", "p50", "p95", "p99", "Max inst.", "Oracle @p95 $", ""];
+    const cols = ["Policy", "Total $", "Boot / idle / busy $", "Jobs (cold)", "Wait p50 / p95 / p99", "Max", "Oracle @p95 $"];
     const cheapest = Math.min(...out.rows.map((r) => r.total));
     const select = (name) => replace(chart, h("h3", {}, name), timelineChart(name, out.results[name]?.timeline));
     replace(results,
@@ -93,18 +93,22 @@ export function render(main) {
         ? h("p", { class: "policy-chosen" }, out.chosen ? `Cheapest meeting p95 ≤ ${target.input.value} s: ${out.chosen}` : "No policy meets that target.")
         : "",
       tableWrap("Policies compared", h("table", { class: "policies-table" },
-        h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))),
+        h("thead", {}, h("tr", {}, cols.map((c, i) => h("th", { scope: "col", class: i ? "num" : null }, c)))),
         h("tbody", {}, out.rows.map((r) => {
-          const applyBtn = h("button", { type: "button", class: "btn btn-small" }, "Apply");
+          const applyBtn = h("button", { type: "button", class: "btn btn-small", "aria-label": `Apply ${r.policy}` }, "Apply");
           applyBtn.addEventListener("click", () => apply(r.spec, r.policy));
-          const showBtn = h("button", { type: "button", class: "btn btn-small" }, "Chart");
+          const showBtn = h("button", { type: "button", class: "btn btn-small", "aria-label": `Chart of ${r.policy}` }, "Chart");
           showBtn.addEventListener("click", () => select(r.policy));
           return h("tr", { class: r.policy === out.chosen ? "chosen" : r.total === cheapest ? "cheapest" : null },
-            h("th", { scope: "row" }, r.policy), ...[r.total, r.booting, r.idle, r.busy].map((v) => h("td", { class: "num" }, v.toFixed(2))),
-            h("td", { class: "num" }, String(r.jobs)), h("td", { class: "num" }, String(r.cold_waits)),
-            ...[r.p50, r.p95, r.p99].map((v) => h("td", { class: "num" }, secs(v))),
-            h("td", { class: "num" }, String(r.max_instances)), h("td", { class: "num" }, r.oracle_at_p95.toFixed(2)),
-            h("td", {}, showBtn, " ", applyBtn));
+            h("th", { scope: "row" }, h("div", {}, r.policy,
+              r.policy === out.chosen ? h("span", { class: "badge" }, " suggested") : "",
+              r.total === cheapest ? h("span", { class: "badge" }, " cheapest") : ""),
+            h("div", { class: "row-actions" }, showBtn, " ", applyBtn)),
+            h("td", { class: "num" }, r.total.toFixed(2)),
+            h("td", { class: "num" }, [r.booting, r.idle, r.busy].map((v) => v.toFixed(2)).join(" / ")),
+            h("td", { class: "num" }, `${r.jobs} (${r.cold_waits})`),
+            h("td", { class: "num" }, [r.p50, r.p95, r.p99].map(secs).join(" / ")),
+            h("td", { class: "num" }, String(r.max_instances)), h("td", { class: "num" }, r.oracle_at_p95.toFixed(2)));
         })))));
     results.append(h("p", { class: "hint" }, "Oracle @p95: no schedule can cost less at that policy's p95 wait (a lower bound; "
       + "boots at their shortest, no failed rentals). Cold waits: jobs that waited at all."));
