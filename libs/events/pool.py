@@ -7,7 +7,7 @@ Aggregates: ``ev.pool.config.<pool id>`` (configuration, safe mode, reset, probl
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 import msgspec
 from msgspec import Meta
@@ -99,8 +99,15 @@ class SpendCaps(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class PoolConfig(msgspec.Struct, frozen=True, kw_only=True):
-    """The whole desired configuration of a pool."""
+    """The whole desired configuration of a pool.
 
+    ``min_size`` instances are always kept, even idle. Anything above it (a prewarm, an instance
+    rented for waiting jobs, a policy's prewarm) is a demand instance: it ends after
+    ``idle_timeout_s`` without use. ``desired_size`` is the old name of ``min_size``: events written
+    before ``min_size`` existed decode with ``min_size = desired_size``, and the two are kept equal.
+    """
+
+    min_size: Size | None = None  # None only while decoding an old event; always an int after
     desired_size: Size = 0
     max_size: Size = 4
     idle_timeout_s: Seconds = 900.0
@@ -109,6 +116,17 @@ class PoolConfig(msgspec.Struct, frozen=True, kw_only=True):
     template: InstanceTemplate = InstanceTemplate()
     readiness: Readiness = Readiness()
     spend_caps: SpendCaps = SpendCaps()
+
+    def __post_init__(self) -> None:
+        if self.min_size is None:
+            msgspec.structs.force_setattr(self, "min_size", self.desired_size)
+        elif self.desired_size != self.min_size:
+            msgspec.structs.force_setattr(self, "desired_size", self.min_size)
+
+    @property
+    def floor(self) -> int:
+        """Instances always kept (``min_size``)."""
+        return self.min_size if self.min_size is not None else self.desired_size
 
 
 class Offer(msgspec.Struct, frozen=True, kw_only=True):
@@ -189,6 +207,7 @@ class ProblemCleared(Event, frozen=True, kw_only=True):
 class PoolConfigured(Event, frozen=True, kw_only=True):
     """The pool's configuration was set (the full resulting config)."""
 
+    SCHEMA: ClassVar[int] = 2  # 2: PoolConfig.min_size
     pool_id: str
     config: PoolConfig
 
@@ -353,10 +372,50 @@ class OrphanFound(Event, frozen=True, kw_only=True):
     dph: float = 0.0
 
 
+# --- warm-pool policy (config aggregate) -------------------------------------------
+
+PolicyKind = Literal["fixed", "seed", "reactive", "queue_depth", "histogram", "time_of_week", "schedule", "adaptive"]
+
+
+class ScheduleWindow(msgspec.Struct, frozen=True, kw_only=True):
+    """Keep ``keep`` instances on ``days`` (0 = Monday) from ``start_hour`` to ``end_hour`` (UTC)."""
+
+    days: tuple[int, ...] = (0, 1, 2, 3, 4)
+    start_hour: float = 9.0
+    end_hour: float = 18.0
+    keep: int = 1
+
+
+class PolicySpec(msgspec.Struct, frozen=True, kw_only=True):
+    """A warm-pool policy and its parameters (see services/pool/policies/ for what each means)."""
+
+    kind: PolicyKind = "seed"
+    params: dict[str, float] = {}
+    windows: tuple[ScheduleWindow, ...] = ()
+
+
+class PolicyApplied(Event, frozen=True, kw_only=True):
+    """An operator chose the pool's warm-pool policy (None: back to min_size and idle_timeout_s only)."""
+
+    pool_id: str
+    policy: PolicySpec | None
+    reason: str = ""
+
+
+class PolicyDecided(Event, frozen=True, kw_only=True):
+    """The live policy changed how many instances it keeps warm, and says why."""
+
+    pool_id: str
+    policy: str
+    keep: int
+    idle_timeout_s: float
+    reason: str
+
+
 PoolEvent = (
     PoolConfigured | SafeModeChanged | PoolReset | PrewarmRequested | RentRequested
     | InstanceRented | RentFailed | InstanceStatusChanged | AgentReported | ExtractionFailed | Ready
     | ProbeFailed | Claimed | LeaseRenewed | Released | TerminateRequested | Terminated
     | OrphanFound | ProblemRaised | ProblemCleared | AlertAttempted | JoinTokenCreated | JoinTokenRevoked
-    | NodeJoined
+    | NodeJoined | PolicyApplied | PolicyDecided
 )

@@ -109,6 +109,20 @@ async def reset(call: Call) -> Any:
     return await _command(call, api.RESET, api.ResetRequest(reason=call.body.reason, **_who(call)))
 
 
+async def apply_policy(call: Call) -> Any:
+    """Apply a warm-pool policy (an event, audited)."""
+    body: s.PolicyBody = call.body
+    return await _command(call, api.POLICY, api.PolicyRequest(policy=body.policy, reason=body.reason, **_who(call)))
+
+
+async def simulate(call: Call) -> Any:
+    """Simulate policies on the pool's recent demand (the pool service runs it)."""
+    body: s.SimulateBody = call.body
+    return await call.app[POOL_CLIENT].send(api.SIMULATE, api.SimulateRequest(
+        days=body.days, policies=body.policies, target_p95=body.target_p95, **_who(call)), SIMULATE_TIMEOUT_S)
+
+
+SIMULATE_TIMEOUT_S = 120.0
 POOL_ERRORS = (404, 409, 503)
 OPERATIONS = [
     Operation("GET", "/api/v1/pool", get_pool, "get_pool", "The pool: instances, costs, configuration, spend", "pool",
@@ -140,4 +154,9 @@ OPERATIONS = [
     Operation("POST", "/api/v1/pool/reset", reset, "reset_pool",
               "Clear pending rentals, stuck requests and host penalties", "pool", role="admin", body=s.ResetBody,
               response=s.ResetResult, errors=(409, 503)),
+    Operation("PUT", "/api/v1/pool/policy", apply_policy, "apply_pool_policy", "Apply a warm-pool policy", "pool",
+              role="admin", body=s.PolicyBody, errors=(409, 503)),
+    Operation("POST", "/api/v1/pool/simulate", simulate, "simulate_pool_policies",
+              "Simulate warm-pool policies on the pool's recent demand", "pool", role="admin", body=s.SimulateBody,
+              errors=POOL_ERRORS),
 ]

@@ -10,6 +10,7 @@ from typing import Any
 
 import msgspec
 
+from libs.events import pool as ev
 from libs.events import subjects
 
 CLAIM = subjects.command(subjects.CMD_POOL, "claim")
@@ -28,6 +29,8 @@ CREATE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "create_join_token")
 REVOKE_JOIN_TOKEN = subjects.command(subjects.CMD_POOL, "revoke_join_token")
 AGENT_JOIN = subjects.command(subjects.CMD_POOL, "agent_join")
 AGENT_HEARTBEAT = subjects.command(subjects.CMD_POOL, "agent_heartbeat")
+POLICY = subjects.command(subjects.CMD_POOL, "policy")
+SIMULATE = subjects.command(subjects.CMD_POOL, "simulate")
 QUEUE_GROUP = "pool"
 
 
@@ -200,3 +203,18 @@ class Reply(msgspec.Struct, kw_only=True, omit_defaults=True):
     ok: bool
     result: Any = None
     error: Error | None = None
+
+
+class PolicyRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Apply a warm-pool policy (None: back to min_size and idle_timeout_s alone)."""
+
+    policy: ev.PolicySpec | None = None
+    reason: str = ""
+
+
+class SimulateRequest(Request, kw_only=True, forbid_unknown_fields=True):
+    """Replay the pool's last ``days`` of claims against ``policies`` (default: the built-in candidates)."""
+
+    days: float = 14.0
+    policies: list[ev.PolicySpec] = []
+    target_p95: float | None = None

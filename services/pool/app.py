@@ -69,7 +69,8 @@ def service_config(env: Mapping[str, str]) -> ServiceConfig:
         leader_ttl_s=float(env.get("STOKER_LEADER_TTL", "5")),
         listing_grace_s=float(env.get("STOKER_LISTING_GRACE", "60" if provider == "vastai" else "15")),
         rent_grace_s=float(env.get("STOKER_RENT_GRACE", "120" if provider == "vastai" else "30")),
-        initial_desired_size=int(env.get("STOKER_POOL_DESIRED_SIZE", "1" if provider == "sim" else "0")),
+        initial_desired_size=int(env.get("STOKER_POOL_MIN_SIZE") or env.get("STOKER_POOL_DESIRED_SIZE")  # old name
+                                 or ("1" if provider == "sim" else "0")),
         replica=env.get("STOKER_REPLICA", f"{socket.gethostname()}-{os.getpid()}"),
         stream_replicas=streams.replicas_from(env),
     )
@@ -79,9 +80,9 @@ def initial_config(provider: str, desired_size: int) -> ev.PoolConfig:
     """A new pool's configuration: the default template downloads (and waits for) what the built-in generation
     templates load; hosts you already run (``static``) download nothing, so nothing is required of them."""
     if provider == "static":
-        return ev.PoolConfig(desired_size=desired_size, template=ev.InstanceTemplate(models=()),
+        return ev.PoolConfig(min_size=desired_size, template=ev.InstanceTemplate(models=()),
                              readiness=ev.Readiness(required_models=()))
-    return ev.PoolConfig(desired_size=desired_size)
+    return ev.PoolConfig(min_size=desired_size)
 
 
 class PoolService:
@@ -159,6 +160,8 @@ class PoolService:
             api.AGENT_JOIN: (api.AgentJoinRequest,
                              lambda r: self.joining.join(r.token, r.url, r.name, r.gpu_name, meta_of(r))),
             api.AGENT_HEARTBEAT: (api.AgentHeartbeatRequest, lambda r: self.joining.heartbeat(r.token, r.node_id)),
+            api.POLICY: (api.PolicyRequest, self.commands.apply_policy),
+            api.SIMULATE: (api.SimulateRequest, self._simulate),
         }
         for subject, (type_, handler) in routes.items():
             self._subs.append(await self.nc.subscribe(api.for_pool(subject, self.config.pool_id),
@@ -176,6 +179,11 @@ class PoolService:
         if self.alerts is not None and self.projector.caught_up and self.lease.is_leader \
                 and getattr(rec.envelope.event, "pool_id", None) == self.config.pool_id:
             self.alerts.on_event(rec)
+
+    async def _simulate(self, req: api.SimulateRequest) -> dict[str, Any]:
+        from .policies.service import simulate_history
+        return await simulate_history(self.js, self.config.pool_id, req.days, list(req.policies), self.clock(),
+                                      target_p95=req.target_p95)
 
     async def _set_key(self, req: api.SetProviderKeyRequest) -> dict[str, Any]:
         if req.provider in api.MODEL_TOKEN_ENV:  # a model source's token, for the machines rented from now on

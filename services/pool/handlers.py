@@ -19,6 +19,8 @@ from . import view as v
 from .instance import Instance, PoolError, accrued, cost_bucket, decide_claim, decide_release, decide_renew, \
     decide_terminate
 from .metrics import PoolMetrics
+from .policies import describe as describe_policy
+from .policies.live import cap_prewarm
 from .policy import parse_config
 from .reconciler import Reconciler
 from .writer import PoolWriter
@@ -128,8 +130,11 @@ class Commands:
         room = view.config.max_size - len(v.live(view))
         if room < req.count:
             raise PoolError(f"max_size {view.config.max_size} allows {max(room, 0)} more instance(s)", "LIMIT")
-        ids = await self.reconciler.rent(req.count, key=f"prewarm:{req.idempotency_key or new_id()}",
-                                         meta=meta_of(req))
+        key = f"prewarm:{req.idempotency_key or new_id()}"
+        count, why = cap_prewarm(view, self.clock(), req.count, key)
+        if count < 1:
+            return {"instance_ids": [], "held_back": why}
+        ids = await self.reconciler.rent(count, key=key, meta=meta_of(req))
         return {"instance_ids": ids}
 
     async def terminate(self, req: api.TerminateRequest) -> dict[str, Any]:
@@ -144,7 +149,10 @@ class Commands:
     async def configure(self, req: api.ConfigureRequest) -> dict[str, Any]:
         """Apply a partial configuration update."""
         view = self.writer.view
-        merged = merge(msgspec.to_builtins(view.config), req.changes)
+        changes = dict(req.changes)
+        if "desired_size" in changes and "min_size" not in changes:
+            changes["min_size"] = changes["desired_size"]  # the old name of min_size
+        merged = merge(msgspec.to_builtins(view.config), changes)
         cfg = parse_config(merged)
         await self.writer.config([ev.PoolConfigured(pool_id=view.pool_id, config=cfg)], meta_of(req))
         return msgspec.to_builtins(cfg)
@@ -197,6 +205,19 @@ class Commands:
             raise PoolError(f"the agent of {inst.id} did not answer: {type(exc).__name__}", "UNAVAILABLE") from None
         return result
 
+    async def apply_policy(self, req: api.PolicyRequest) -> dict[str, Any]:
+        """Apply a warm-pool policy (an event on the config aggregate, so it is audited)."""
+        view = self.writer.view
+        name = None
+        if req.policy is not None:
+            try:
+                name = describe_policy(req.policy)
+            except ValueError as exc:
+                raise PoolError(str(exc), "VALIDATION_FAILED") from None
+        await self.writer.config([ev.PolicyApplied(pool_id=view.pool_id, policy=req.policy, reason=req.reason)],
+                                 meta_of(req))
+        return {"policy": msgspec.to_builtins(req.policy), "name": name}
+
     async def status(self, req: api.StatusRequest) -> dict[str, Any]:
         """The pool as the dashboard shows it."""
         return summary(self.writer.view, self.clock())
@@ -230,4 +251,7 @@ def summary(view: v.PoolView, now: datetime) -> dict[str, Any]:
         "avoided_hosts": sorted({p.host_id for p in view.penalties.values() if p.until > now}),
         "problems": [msgspec.to_builtins(p) for p in sorted(view.problems.values(), key=lambda p: p.since)],
         "seq": view.seq,
+        "policy": msgspec.to_builtins(view.policy),
+        "policy_decisions": [{"at": at, "policy": d.policy, "keep": d.keep, "idle_timeout_s": d.idle_timeout_s,
+                              "reason": d.reason} for at, d in reversed(view.decisions)],
     }

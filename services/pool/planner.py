@@ -26,6 +26,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     rent_grace_s: float = 120.0  # a pending rent with no instance after this long failed
 
 
+class Target(msgspec.Struct, frozen=True, kw_only=True):
+    """How many live instances to keep (rent up to it; never idle out below it) and the idle timeout
+    of the rest. Without a policy: the config's ``min_size`` and ``idle_timeout_s``."""
+
+    keep: int
+    idle_timeout_s: float
+
+
+def config_target(cfg: ev.PoolConfig) -> Target:
+    """The target when no policy is applied."""
+    return Target(keep=cfg.floor, idle_timeout_s=cfg.idle_timeout_s)
+
+
 class Plan(msgspec.Struct, kw_only=True):
     """What one pass wants done. The shell appends the events and performs the calls."""
 
@@ -44,8 +57,12 @@ class Plan(msgspec.Struct, kw_only=True):
 
 
 def plan(view: v.PoolView, listed: list[ProviderInstance] | None, now: datetime, *,
-         settings: Settings = Settings(), in_flight: frozenset[str] = frozenset()) -> Plan:
-    """Decide one reconcile pass. ``listed`` is None when the provider could not be listed."""
+         settings: Settings = Settings(), in_flight: frozenset[str] = frozenset(),
+         target: Target | None = None) -> Plan:
+    """Decide one reconcile pass. ``listed`` is None when the provider could not be listed.
+
+    ``target`` comes from the pool's policy; min_size is always kept whatever it says.
+    """
     result = Plan()
     cfg = view.config
     pool_id = view.pool_id
@@ -90,8 +107,11 @@ def plan(view: v.PoolView, listed: list[ProviderInstance] | None, now: datetime,
             result.orphans.append(p)
 
     if not safe_mode and listed is not None:
-        _plan_idle(result, view, now)
-        result.rent = _rent_count(view, result, now)
+        want = target or config_target(view.config)
+        want = Target(keep=min(max(want.keep, view.config.floor), view.config.max_size),
+                      idle_timeout_s=want.idle_timeout_s)
+        _plan_idle(result, view, now, want)
+        result.rent = _rent_count(view, result, want)
     return result
 
 
@@ -193,24 +213,21 @@ def _plan_terminating(result: Plan, inst: Instance, listed: list[ProviderInstanc
         result.destroy.append(inst)
 
 
-def _plan_idle(result: Plan, view: v.PoolView, now: datetime) -> None:
-    cfg = view.config
+def _plan_idle(result: Plan, view: v.PoolView, now: datetime, target: Target) -> None:
     live = [i for i in v.live(view) if not result.events.get(i.id)]
-    excess = len(live) - cfg.desired_size
+    excess = len(live) - target.keep
     idle = sorted((i for i in live if i.phase == "ready" and i.last_used_at is not None
-                   and (now - i.last_used_at).total_seconds() >= cfg.idle_timeout_s),
+                   and (now - i.last_used_at).total_seconds() >= target.idle_timeout_s),
                   key=lambda i: i.last_used_at or now)
     for inst in idle[:max(0, excess)]:
         result.add(inst.id, decide_terminate(inst, "idle"))
 
 
-def _rent_count(view: v.PoolView, result: Plan, now: datetime) -> int:
-    cfg = view.config
+def _rent_count(view: v.PoolView, result: Plan, target: Target) -> int:
     ending = {iid for iid, evs in result.events.items()
               if any(isinstance(e, ev.TerminateRequested | ev.RentFailed) for e in evs)}
     live = [i for i in v.live(view) if i.id not in ending]
-    want = min(cfg.desired_size, cfg.max_size) - len(live)
-    return max(0, want)
+    return max(0, target.keep - len(live))
 
 
 def _past(start: datetime | None, now: datetime, span: timedelta) -> bool:

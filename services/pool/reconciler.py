@@ -25,6 +25,7 @@ from .host_secrets import SECRET_ENV, HostSecrets
 from .instance import Instance, decide_terminate
 from .metrics import PoolMetrics
 from .outbox import CONFIG, Outbox, is_safety
+from .policies import live as policy_live
 from .policy import INSTANCE_TOKEN_ENV
 from .probe import ComfyProbe
 from .providers.base import OfferUnavailable, Provider, ProviderError, ProviderInstance
@@ -152,8 +153,12 @@ class Reconciler:
             self._listing_failures = 0
             self._problem(problems.PROVIDER_AUTH, None, checked=problems.LISTING)
         view = self.writer.view
+        target, decided = policy_live.decide(view, self.clock())
+        if decided:
+            await self._safe(self.writer.config(decided, SYSTEM))
+            view = self.writer.view
         plan = planner.plan(view, listed, self.clock(), settings=self.settings,
-                            in_flight=frozenset(self.in_flight))
+                            in_flight=frozenset(self.in_flight), target=target)
         await self._apply(view, plan)
         if listed is not None and plan.rent == 0 and not self._checked & set(problems.RENTING) \
                 and not self.in_flight:

@@ -61,6 +61,13 @@ class PoolView(msgspec.Struct, frozen=True, kw_only=True):
     problems: dict[str, ev.Problem] = {}
     join_tokens: dict[str, JoinToken] = {}
     nodes: dict[str, Node] = {}
+    policy: ev.PolicySpec | None = None
+    decisions: tuple[tuple[datetime, ev.PolicyDecided], ...] = ()  # the latest, newest last
+    demand: tuple[tuple[float, float], ...] = ()  # (claimed at, seconds held) of recent claims, oldest first
+
+
+KEEP_DECISIONS = 20
+KEEP_DEMAND = 2000
 
 
 def project(view: PoolView, rec: Recorded) -> PoolView:
@@ -89,6 +96,9 @@ def project(view: PoolView, rec: Recorded) -> PoolView:
     elif isinstance(event, ev.Terminated) and event.reason == "provider_lost" and current.offer:
         penalties = reputation.penalize(penalties, current.offer.host_id, "vanished", at)
     view = msgspec.structs.replace(view, instances=instances, penalties=penalties, seq=rec.seq)
+    if isinstance(event, ev.Released) and current.phase == "claimed" and current.phase_since is not None:
+        held = (current.phase_since.timestamp(), max(0.0, (at - current.phase_since).total_seconds()))
+        view = msgspec.structs.replace(view, demand=(view.demand + (held,))[-KEEP_DEMAND:])
     if isinstance(event, ev.Terminated | ev.RentFailed):
         view = _compact(view, at)
     return view
@@ -114,6 +124,11 @@ def _project_config(view: PoolView, event: object, position: Position, seq: int,
         case ev.ProblemCleared():
             problems = {k: p for k, p in view.problems.items() if k != event.code}
             return msgspec.structs.replace(view, problems=problems, config_position=position, seq=seq)
+        case ev.PolicyApplied():
+            return msgspec.structs.replace(view, policy=event.policy, config_position=position, seq=seq)
+        case ev.PolicyDecided():
+            decisions = (view.decisions + ((at, event),))[-KEEP_DECISIONS:]
+            return msgspec.structs.replace(view, decisions=decisions, config_position=position, seq=seq)
     return msgspec.structs.replace(view, config_position=position, seq=seq)
 
 

@@ -15,6 +15,8 @@ export const ROUTES = [
     load: () => import("./pages/muses.js") },
   { path: "/tokens", label: "API tokens", section: "you", access: "signed-in", load: () => import("./pages/tokens.js") },
   { path: "/admin/pool", label: "Pool", section: "admin", access: "admin", load: () => import("./pages/pool.js") },
+  { path: "/admin/policies", label: "Policies", section: "admin", access: "admin",
+    load: () => import("./pages/policies.js") },
   { path: "/admin/usage", label: "Usage", section: "admin", access: "admin", load: () => import("./pages/usage.js") },
   { path: "/admin/audit", label: "Audit", section: "admin", access: "admin", load: () => import("./pages/audit.js") },
   { path: "/admin/incidents", label: "Incident review", section: "admin", access: "admin",

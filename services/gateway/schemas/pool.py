@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from libs.events.pool import PoolConfig
+from libs.events.pool import PolicySpec, PoolConfig
 from services.gateway.schemas.base import Checked, Id, Text
 
 PoolState = Literal["renting", "loading", "ready", "claimed", "terminating", "terminated", "failed"]
@@ -229,3 +229,18 @@ class ResetResult(msgspec.Struct, kw_only=True):
 
     reset: bool
     pending_rentals_given_up: int = 0
+
+
+class PolicyBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """The warm-pool policy to apply (null: back to min_size and idle_timeout_s alone), and why."""
+
+    policy: PolicySpec | None = None
+    reason: Annotated[str, Meta(max_length=500)] = ""
+
+
+class SimulateBody(Checked, kw_only=True, forbid_unknown_fields=True):
+    """Replay the pool's last ``days`` of demand against ``policies`` (default: the built-in candidates)."""
+
+    days: Annotated[float, Meta(gt=0, le=60)] = 14.0
+    policies: Annotated[list[PolicySpec], Meta(max_length=30)] = []
+    target_p95: Annotated[float, Meta(ge=0, le=86400)] | None = None
