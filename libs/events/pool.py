@@ -44,7 +44,8 @@ class OfferFilter(msgspec.Struct, frozen=True, kw_only=True):
     """Which marketplace offers the pool may rent."""
 
     gpu_names: Annotated[tuple[Name, ...], Meta(max_length=64)] = ("RTX 4090", "RTX 3090", "L40S", "A100 SXM4")
-    max_dph: Dollars = 1.0
+    # 0 rents nothing from the marketplace (your own joined boxes, at their price, still match)
+    max_dph: Annotated[float, Meta(ge=0, le=100_000)] = 1.0
     min_disk_gb: Annotated[float, Meta(ge=0, le=100_000)] = 250.0
     min_direct_ports: Annotated[int, Meta(ge=0, le=64)] = 2
     min_reliability: Annotated[float, Meta(ge=0, le=1)] = 0.95

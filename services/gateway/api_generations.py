@@ -160,7 +160,8 @@ OPERATIONS = [
     Operation("POST", "/api/v1/generations/{id}/cancel", cancel_generation, "cancel_generation",
               "Cancel a generation", "generations", response=g.Generation, errors=GEN_ERRORS),
     Operation("GET", "/api/v1/outputs/{id}", get_output, "get_output", "Download an output", "generations",
-              errors=(404, 503), media_type="application/octet-stream", description=_OUTPUT_DOC),
+              errors=(404, 503), media_type="image/*, video/*, application/octet-stream",
+              description=_OUTPUT_DOC),
     Operation("GET", "/api/v1/templates", list_templates, "list_templates", "Templates, presets and checkpoints",
               "generations", response=g.TemplateList, errors=(503,)),
 ]

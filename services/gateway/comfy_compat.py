@@ -285,7 +285,7 @@ OPERATIONS = [
               TAG, body=c.ComfyInterruptBody, query=c.ComfyTokenQuery, errors=(503,),
               json_any_content_type=True),
     Operation("GET", "/comfy/view", view, "comfy_view", "ComfyUI: an output file", TAG, query=c.ComfyViewQuery,
-              errors=(404, 503), media_type="application/octet-stream",
+              errors=(404, 503), media_type="image/*, video/*, application/octet-stream",
               description="`subfolder` is the prompt id (as history lists outputs); `preview` and `channel` are "
                           "ignored (the stored file is served)." + _AUTH),
     Operation("GET", "/comfy/ws", comfy_ws.websocket, "comfy_ws", "ComfyUI: the WebSocket", TAG,

@@ -65,8 +65,9 @@ def document(operations: Sequence[Operation], *, title: str = "Stoker gateway AP
         ok: dict[str, Any] = {"description": "Success"}
         if op.response is not None:
             ok["content"] = {op.media_type: {"schema": _ref(op.response)}}
-        elif op.media_type != "application/json":
-            ok["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        elif op.media_type != "application/json":  # one or more media types (or ranges), comma-separated
+            ok["content"] = {t.strip(): {"schema": {"type": "string", "format": "binary"}}
+                             for t in op.media_type.split(",")}
         responses: dict[str, Any] = {str(op.status): ok}
         statuses = set(op.errors) | {429} if op.limit != "none" else set(op.errors)
         if op.role is not None:

@@ -69,7 +69,7 @@ class Operation:
     errors: tuple[int, ...] = ()
     limit: Literal["api", "login", "none"] = "api"
     loopback_only: bool = False
-    media_type: str = "application/json"
+    media_type: str = "application/json"  # of a success; several (or ranges like image/*) comma-separated
     description: str = ""
     json_any_content_type: bool = False  # ComfyUI clients post JSON with urllib's default (form) content type
     error_bodies: tuple[tuple[int, Any], ...] = ()  # (status, Struct): another error shape it may answer (ComfyUI's)

@@ -258,7 +258,7 @@ class PoolService:
             await closer()
 
 
-async def connect_nats(url: str, env: Mapping[str, str], **options: Any) -> Client:
+async def connect_nats(url: str, env: Mapping[str, str] | None = None, **options: Any) -> Client:
     """Connect for good (with this service's credentials): reconnect forever, one throttled line (not a
     traceback) per outage."""
     where = urlsplit(url)._replace(netloc=urlsplit(url).hostname or "").geturl() if "@" in url else url

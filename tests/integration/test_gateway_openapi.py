@@ -43,6 +43,12 @@ from services.gateway.testing import (
 
 pytestmark = pytest.mark.timeout(120)
 EXAMPLES = 30
+GOOD_BODIES: dict[tuple[str, str], Any] = {
+    ("PUT", "/api/v1/pool/config"): {"max_size": 4},
+    ("POST", "/api/v1/generations/estimate"): {"template": "txt2img", "prompt": "a lighthouse"},
+    ("POST", "/api/v1/generations"): {"template": "txt2img", "prompt": "a lighthouse"},
+    ("POST", "/api/v1/muses"): {"name": "Ada"},
+}
 SKIP_BODY = {"text/event-stream"}
 
 
@@ -223,8 +229,12 @@ def request_strategy(path: str, method: str, item: dict[str, Any], components: d
             query[p["name"]] = value
     schema = item.get("requestBody", {}).get("content", {}).get("application/json", {}).get("schema")
     if schema is not None:
+        # A known-good body beside the generated ones: fields bounded as tightly as these rarely come out valid
+        # from random data, and the aim is to reach past validation, not to stop at it.
+        good = [json.dumps(GOOD_BODIES[(method.upper(), path)]).encode()] if (method.upper(), path) in GOOD_BODIES \
+            else []
         body = st.one_of(mutated(from_schema(schema, components)).map(lambda v: json.dumps(v).encode()),
-                         st.binary(max_size=20), st.just(b""))
+                         st.binary(max_size=20), st.just(b""), *map(st.just, good))
     else:
         body = st.none()
     junk = st.dictionaries(st.sampled_from(["bogus", "limit", "x"]), st.text(string.printable, max_size=5),
@@ -289,4 +299,5 @@ def test_no_generated_request_gets_a_5xx(stack: Stack) -> None:
             for path, methods in doc["paths"].items() for method, item in methods.items()}
     # The generator reaches past the front door: most operations answered 2xx at least once.
     succeeded = [op for op, codes in seen.items() if any(200 <= c < 300 for c in codes)]
-    assert len(succeeded) >= len(seen) * 0.7, {op: sorted(c) for op, c in seen.items()}
+    never = {op: sorted(c) for op, c in seen.items() if op not in succeeded}
+    assert len(succeeded) >= len(seen) * 0.7, f"{len(never)} of {len(seen)} never answered 2xx: {never}"

@@ -170,7 +170,9 @@ async def test_a_killed_worker_costs_the_user_nothing_extra_and_its_job_resumes_
             [claimed] = [r for r in records if isinstance(r.event, ev.GenerationClaimed)]
             [charge] = [r.event for r in records if isinstance(r.event, ev.GenerationCharged)]
             async with httpx.AsyncClient() as client:
-                entry = (await client.get(f"{claimed.event.base_url}/history/{claimed.event.prompt_id}")).json()
+                auth = {"Authorization": f"Bearer {st.pool.reconciler.secret_for(claimed.event.instance_id)}"}
+                entry = (await client.get(f"{claimed.event.base_url}/history/{claimed.event.prompt_id}",
+                                          headers=auth)).json()
             ended_ms = max(m[1]["timestamp"] for m in entry[claimed.event.prompt_id]["status"]["messages"])
             ran = ended_ms / 1000 - claimed.envelope.occurred_at.timestamp()  # claim to the prompt's end on the GPU
             print(f"redelivered {redelivered_after:.1f}s after the kill; charged {charge.seconds:.2f}s, ran {ran:.2f}s")

@@ -51,8 +51,10 @@ async def test_a_joined_box_is_used_first_lost_and_back(nc, js) -> None:
         beat_task = asyncio.create_task(heartbeats())
         try:
             # Only the box can match (price cap 0): nothing is rented from the marketplace.
+            # The box brings its own checkpoint: the pool requires (and downloads) nothing here.
             await svc.commands.configure(api.ConfigureRequest(changes={
-                "desired_size": 1, "offer_filter": {"max_dph": 0.0}}))
+                "desired_size": 1, "offer_filter": {"max_dph": 0.0}, "template": {"models": []},
+                "readiness": {"required_models": []}}))
             inst = await eventually(lambda: next((i for i in node_instances(svc) if i.phase == "ready"), None), 30)
             assert inst.provider_id == joined["node_id"] and inst.base_url == url and inst.dph == 0.0
             assert "own.safetensors" in inst.models and not sim.market.instances  # nothing rented

@@ -30,11 +30,11 @@ def load_image(name: str) -> dict[str, Any]:
             "2": {"class_type": "SaveImage", "inputs": {"images": ["1", 0], "filename_prefix": "stolen"}}}
 
 
-async def host_file(base_url: str, folder: str, subfolder: str, filename: str) -> int:
+async def host_file(base_url: str, auth: dict[str, str], folder: str, subfolder: str, filename: str) -> int:
     """Status of ``GET /view`` for one file on the instance itself (behind Stoker, not reachable by users)."""
     async with httpx.AsyncClient() as http:
         resp = await http.get(f"{base_url}/view", params={"filename": filename, "subfolder": subfolder,
-                                                          "type": folder})
+                                                          "type": folder}, headers=auth)
     return resp.status_code
 
 
@@ -66,11 +66,12 @@ async def test_another_tenant_can_neither_list_nor_load_a_private_image(nats_url
         [inst] = [i for i in gen.pool.view.instances.values() if i.phase == "ready"]
         base_url = inst.base_url
         assert base_url
+        auth = {"Authorization": f"Bearer {gen.pool.reconciler.secret_for(inst.id)}"}  # Stoker's own, not users'
 
         # A file someone left at the top of the instance's input folder (a host that could not delete it).
         async with httpx.AsyncClient() as http:
             resp = await http.post(f"{base_url}/upload/image", files={"image": ("victim.png", b"\x89PNG left")},
-                                   data={"type": "input", "overwrite": "true"})
+                                   data={"type": "input", "overwrite": "true"}, headers=auth)
             assert resp.status_code == 200
         info = await (await client.get("/comfy/object_info", params={"token": bob})).json()
         assert info["LoadImage"]["input"]["required"]["image"][0] == []  # not B's: not listed
@@ -80,10 +81,10 @@ async def test_another_tenant_can_neither_list_nor_load_a_private_image(nats_url
 
         # A makes a private image, then runs img2img on it.
         first, events = await run(gen, alice, TXT2IMG)
-        assert await host_file(base_url, "input", "", "victim.png") == 404  # wiped when the instance was claimed
+        assert await host_file(base_url, auth, "input", "", "victim.png") == 404  # wiped when the instance was claimed
         [done] = [e for e in events if isinstance(e, ev.GenerationCompleted)]
         [private] = done.outputs
-        assert await host_file(base_url, "output", f"stoker/{first}", private.filename) == 404  # stored, then removed
+        assert await host_file(base_url, auth, "output", f"stoker/{first}", private.filename) == 404  # stored, then removed
         second, events = await run(gen, alice, {"template": "img2img", "params": {
             "prompt": "same, in blue", "image": private.object_name, "denoise": 0.4, "steps": 4}})
         [requested] = [e for e in events if isinstance(e, ev.GenerationRequested)]
@@ -92,7 +93,7 @@ async def test_another_tenant_can_neither_list_nor_load_a_private_image(nats_url
         assert sub.startswith("stoker/") and len(sub.split("/")[1]) == 32  # the job's own unguessable folder
 
         async def gone() -> bool:
-            return await host_file(base_url, "input", sub, name) == 404
+            return await host_file(base_url, auth, "input", sub, name) == 404
         await eventually(gone, 10)  # A's input does not outlive A's job
 
         # Knowing every name (which B could not), B still cannot load any of A's files.

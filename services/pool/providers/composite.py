@@ -50,9 +50,9 @@ class CompositeProvider:
         """From whichever owns it."""
         return await self._owner(provider_id).show_instance(provider_id)
 
-    async def destroy_instance(self, provider_id: str) -> None:
-        """Give back or destroy."""
-        await self._owner(provider_id).destroy_instance(provider_id)
+    async def destroy_instance(self, provider_id: str) -> bool | None:
+        """Give back or destroy; True when the owner answered the instance is already gone."""
+        return await self._owner(provider_id).destroy_instance(provider_id)
 
     def forget_taken(self, provider_id: str) -> None:
         """The rental of a node was recorded: the view knows from now on."""
