@@ -14,7 +14,7 @@ NONSENSE = [
     ({"spend_caps": {"max_per_day": -5}}, "max_per_day"),
     ({"offer_filter": {"min_reliability": 5.7e233}}, "min_reliability"),
     ({"offer_filter": {"min_reliability": -0.1}}, "min_reliability"),
-    ({"offer_filter": {"max_dph": 0}}, "max_dph"),
+    ({"offer_filter": {"max_dph": -1}}, "max_dph"),  # 0 is allowed: rent nothing, own boxes only
     ({"offer_filter": {"min_disk_gb": -10}}, "min_disk_gb"),
     ({"offer_filter": {"min_direct_ports": -1}}, "min_direct_ports"),
     ({"offer_filter": {"gpu_names": ["RTX\x004090"]}}, "gpu_names"),
