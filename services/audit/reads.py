@@ -56,7 +56,7 @@ class AuditReads:
                  verify: bool = True) -> None:
         self._nc, self._js, self._pool, self._config = nc, js, pool, config
         self._verify_enabled = verify
-        self._verifying = False
+        self.verifying = asyncio.Lock()  # held while a verification runs
         self._inflight: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
 
@@ -102,18 +102,16 @@ class AuditReads:
 
     async def verify(self, req: contract.VerifyRequest) -> dict[str, Any]:
         """Verify the whole chain; refused with BUSY while another verification runs."""
-        if self._verifying:
+        if self.verifying.locked():
             raise Refused("BUSY", "a verification of the audit chain is already running; try again shortly")
-        self._verifying = True
         cfg = self._config
-        try:
-            async with self._pool.acquire() as conn:
-                report = await verify_audit(conn, self._js, chain=cfg.chain, keyring=cfg.keyring,
-                                            streams=cfg.streams, deep=req.deep)
-        except asyncpg.UndefinedTableError:
-            raise _no_log() from None
-        finally:
-            self._verifying = False
+        async with self.verifying:
+            try:
+                async with self._pool.acquire() as conn:
+                    report = await verify_audit(conn, self._js, chain=cfg.chain, keyring=cfg.keyring,
+                                                streams=cfg.streams, deep=req.deep)
+            except asyncpg.UndefinedTableError:
+                raise _no_log() from None
         return report.to_builtins()
 
     def _responder(self, type_: type[Any], handler: Callable[[Any], Awaitable[Any]], command: str
