@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from libs.events import streams, subjects
+from libs.observability import logs
 from libs.events.ids import is_subject_token
 from services.audit.chain import Keyring
 
@@ -25,9 +26,11 @@ def _split(raw: str) -> list[str]:
 def _key_file(path: str) -> str:
     """The key kept in a file (a mounted Docker or Kubernetes secret), surrounding whitespace removed."""
     try:
-        return Path(path).read_text(encoding="utf-8").strip()
+        key = Path(path).read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"AUDIT_KEY_FILE {path!r} cannot be read: {type(exc).__name__}") from None
+    logs.redact(key)  # not in the environment, so the log filter learns it here
+    return key
 
 
 def keyring_from(env: Mapping[str, str]) -> Keyring:
