@@ -106,6 +106,12 @@ async def test_verify_names_the_first_bad_record(audited: Audited) -> None:
     msgspec.convert(report, schemas.VerifyReport)
     assert report["ok"] is True and report["first"] is None and report["records"] >= 6
 
+    # One verification at a time, serialised in the audit service (not in this gateway replica).
+    async with audited.service.reads.verifying:  # type: ignore[union-attr]
+        resp = await audited.client.post("/api/v1/audit/verify", json={}, headers=ADMIN)
+        body = await resp.json()
+    assert resp.status == 503 and body["error"]["code"] == "AUDIT_BUSY" and resp.headers["Retry-After"]
+
     _, body = await page(audited, type="UserRegistered")
     victim = body["items"][1]["seq"]
     conn = await asyncpg.connect(audited.dsn)
