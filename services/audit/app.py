@@ -92,7 +92,7 @@ class AuditService:
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="audit-prune"))
         # Queries and verification over NATS (libs.contracts.audit): the gateway holds neither key nor tables.
         self.reads_pool = await repository.create_pool(cfg.database_url, cfg.app_role or None, max_size=2)
-        self.reads = AuditReads(self.nc, self.js, self.reads_pool, cfg)
+        self.reads = AuditReads(self.nc, self.js, self.reads_pool, cfg.chain, keys=cfg)
         await self.reads.start()
         log.info("audit chain %r at seq %d, consuming %s", cfg.chain, state.head.seq, ", ".join(cfg.streams))
 

@@ -7,6 +7,7 @@ is answered only where the key lives, one at a time: a request while one runs ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -52,24 +53,25 @@ def _no_log() -> Refused:
 class AuditReads:
     """The audit service's request/reply side over one database pool (and, for verify, the keyring)."""
 
-    def __init__(self, nc: NatsClient, js: JetStreamContext, pool: asyncpg.Pool, config: AuditConfig, *,
-                 verify: bool = True) -> None:
-        self._nc, self._js, self._pool, self._config = nc, js, pool, config
-        self._verify_enabled = verify
+    def __init__(self, nc: NatsClient, js: JetStreamContext, pool: asyncpg.Pool, chain: str, *,
+                 keys: AuditConfig | None = None) -> None:
+        """``keys``: the writer's config (keyring, streams) to also answer verify; None: queries only."""
+        self._nc, self._js, self._pool, self._chain, self._config = nc, js, pool, chain, keys
         self.verifying = asyncio.Lock()  # held while a verification runs
         self._inflight: set[asyncio.Task[None]] = set()
         self._subs: list[Subscription] = []
 
     async def start(self) -> None:
         """Subscribe: queries in the readers' queue group; verify (this process holds the key) on its own."""
-        chain = self._config.chain
+        chain = self._chain
         self._subs.append(await self._nc.subscribe(
             contract.query_subject(chain), queue=subjects.AUDIT_READERS,
             cb=self._responder(contract.QueryRequest, self.query, subjects.AUDIT_QUERY)))
-        if self._verify_enabled:
+        if self._config is not None:
             self._subs.append(await self._nc.subscribe(
                 contract.verify_subject(chain),
                 cb=self._responder(contract.VerifyRequest, self.verify, subjects.AUDIT_VERIFY)))
+        await self._nc.flush()  # the server knows the subscriptions before start() returns
 
     async def stop(self) -> None:
         """Unsubscribe, then let answers already being computed finish (bounded by the caller)."""
@@ -79,6 +81,8 @@ class AuditReads:
             except Exception as exc:  # the connection is already closed
                 log.debug("audit unsubscribe: %s", exc)
         self._subs.clear()
+        with contextlib.suppress(Exception):  # the server forgets them before stop() goes on
+            await self._nc.flush(2)
         if self._inflight:
             await asyncio.wait(list(self._inflight), timeout=5)
         for task in list(self._inflight):
@@ -105,6 +109,7 @@ class AuditReads:
         if self.verifying.locked():
             raise Refused("BUSY", "a verification of the audit chain is already running; try again shortly")
         cfg = self._config
+        assert cfg is not None  # subscribed to verify only with the keys
         async with self.verifying:
             try:
                 async with self._pool.acquire() as conn:

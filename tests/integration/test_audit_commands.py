@@ -19,6 +19,7 @@ from nats.aio.client import Client as NatsClient
 from libs.contracts import audit as contract
 from libs.events import codec
 from services.audit.app import AuditService
+from services.audit.reader import AuditReader
 from services.audit.testing import fresh_database, test_config
 from tests.integration.test_audit_service import publish
 
@@ -119,3 +120,18 @@ async def test_the_gateway_user_cannot_answer_audit_commands(running: Running) -
         assert any("permissions violation" in str(e).lower() for e in errors), errors
     finally:
         await impostor.close()
+
+
+async def test_a_read_only_replica_answers_queries_but_never_verifies(running: Running,
+                                                                     nats_user_url: Callable[[str], str]) -> None:
+    chain = running.service.config.chain
+    reader = AuditReader({"NATS_URL": nats_user_url("audit"), "DATABASE_URL": running.dsn, "AUDIT_CHAIN": chain})
+    await asyncio.wait_for(reader.start(), 20)
+    try:
+        await running.service.reads.stop()  # type: ignore[union-attr]  # the writer answers nothing now
+        reply = await ask(running, contract.query_subject(chain), contract.QueryRequest(aggregate_type=running.token))
+        assert reply.ok and len(msgspec.convert(reply.result, contract.Page).items) == 6
+        with pytest.raises(nats.errors.NoRespondersError):  # no key in the replica: verification is the writer's
+            await ask(running, contract.verify_subject(chain), contract.VerifyRequest(), timeout=5)
+    finally:
+        await asyncio.wait_for(reader.stop(), 20)
