@@ -47,6 +47,10 @@ HEARTBEAT_BUCKET = "stoker-agent-heartbeats"  # heartbeats of joined boxes (pool
 # Command subjects (request/reply).
 CMD_POOL = "cmd.pool"
 CMD_GENERATION = "cmd.gen"
+CMD_AUDIT = "cmd.audit"
+AUDIT_QUERY = "cmd.audit.query"  # scoped by chain: cmd.audit.<chain>.query (pages of records)
+AUDIT_VERIFY = "cmd.audit.verify"  # scoped by chain: cmd.audit.<chain>.verify (only where the key lives)
+AUDIT_READERS = "audit-readers"  # queue group of every audit process that answers queries
 
 
 def scoped(command_subject: str, scope: str) -> str:

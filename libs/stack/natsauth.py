@@ -154,8 +154,8 @@ def service_permissions() -> dict[str, Permissions]:
         AUDIT: (
             [subjects.events_filter(subjects.AUDIT), *owns(subjects.event_stream(subjects.AUDIT)),
              *(s for stream in EVENT_STREAMS for s in read(stream, durable=True))],
-            [],
-            False,
+            [f"{subjects.CMD_AUDIT}.>"],
+            True,
         ),
         GATEWAY: (
             [
@@ -163,6 +163,7 @@ def service_permissions() -> dict[str, Permissions]:
                 *owns(subjects.event_stream(subjects.ACCOUNTS)),
                 f"{subjects.CMD_POOL}.>",
                 f"{subjects.CMD_GENERATION}.>",
+                f"{subjects.CMD_AUDIT}.>",
                 *(s for stream in EVENT_STREAMS for s in read(stream)),
                 *objects(subjects.OUTPUT_BUCKET, write=False),
             ],

@@ -2,8 +2,8 @@
 
 Run as the superuser by `stoker up` at every start, by compose's `db-init` and by the Kubernetes
 `stoker-db-init` job (`python -m libs.stack.pgroles`): idempotent, and it sets each role's password
-from the given secrets. The gateway owns ``gateway`` (accounts, tokens, sessions) and may only read
-``audit``; the audit writer owns ``audit`` and cannot see ``gateway``. Nobody but the superuser has
+from the given secrets. The gateway owns ``gateway`` (accounts, tokens, sessions) and cannot see
+``audit`` (it asks the audit service over NATS); the audit writer owns ``audit`` and cannot see ``gateway``. Nobody but the superuser has
 CREATE on the database, and PUBLIC may not connect.
 """
 
@@ -65,10 +65,10 @@ def statements(database: str) -> list[str]:
         ]
     out += [
         f"GRANT {AUDIT_APP_ROLE} TO {AUDIT_ROLE}",
-        # Until audit reads move behind the audit service (issue 13), the gateway reads audit rows.
-        f"GRANT USAGE ON SCHEMA audit TO {GATEWAY_ROLE}",
-        f"GRANT SELECT ON ALL TABLES IN SCHEMA audit TO {GATEWAY_ROLE}",
-        f"ALTER DEFAULT PRIVILEGES FOR ROLE {AUDIT_ROLE} IN SCHEMA audit GRANT SELECT ON TABLES TO {GATEWAY_ROLE}",
+        # The gateway reads the audit log only through the audit service: take back what older versions granted.
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {AUDIT_ROLE} IN SCHEMA audit REVOKE ALL ON TABLES FROM {GATEWAY_ROLE}",
+        f"REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM {GATEWAY_ROLE}",
+        f"REVOKE ALL ON SCHEMA audit FROM {GATEWAY_ROLE}",
     ]
     return out
 

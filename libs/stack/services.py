@@ -84,7 +84,7 @@ def service_env(
 
 # What each service may be given beyond the common settings (each child only its own credentials).
 DATABASE_USERS = ("gateway", "audit")
-AUDIT_KEY_USERS = ("audit", "gateway")  # the gateway verifies the chain until that moves to audit (issue 13)
+AUDIT_KEY_USERS = ("audit",)  # only the audit service signs and verifies; the gateway asks it over NATS
 NO_NATS = (SIM,)
 
 

@@ -27,6 +27,7 @@ from services.audit.config import AuditConfig, ConfigError
 from services.audit.consumer import StreamFeed
 from services.audit.domain import Fact, anchor_due
 from services.audit.metrics import AuditMetrics
+from services.audit.reads import AuditReads
 from services.audit.writer import DB_ERRORS, Writer
 
 log = logging.getLogger("stoker.audit")
@@ -47,6 +48,8 @@ class AuditService:
         self.nc: NatsClient | None = None
         self.js: JetStreamContext | None = None
         self.pool: asyncpg.Pool | None = None
+        self.reads_pool: asyncpg.Pool | None = None
+        self.reads: AuditReads | None = None
         self.writer: Writer | None = None
         self.anchors: Anchors | None = None
         self.feeds: list[StreamFeed] = []
@@ -87,6 +90,10 @@ class AuditService:
             self._tasks.append(asyncio.create_task(feed.run(self._stopping), name=f"audit-feed:{name}"))
         self._tasks.append(asyncio.create_task(self._anchor_loop(), name="audit-anchors"))
         self._tasks.append(asyncio.create_task(self._prune_loop(), name="audit-prune"))
+        # Queries and verification over NATS (libs.contracts.audit): the gateway holds neither key nor tables.
+        self.reads_pool = await repository.create_pool(cfg.database_url, cfg.app_role or None, max_size=2)
+        self.reads = AuditReads(self.nc, self.js, self.reads_pool, cfg.chain, keys=cfg)
+        await self.reads.start()
         log.info("audit chain %r at seq %d, consuming %s", cfg.chain, state.head.seq, ", ".join(cfg.streams))
 
     async def _open_database(self) -> repository.ChainState:
@@ -216,6 +223,8 @@ class AuditService:
             return
         self._stopped = True
         self._stopping.set()
+        if self.reads is not None:
+            await self.reads.stop()
         deadline = asyncio.get_running_loop().time() + STOP_TIMEOUT  # for fetchers and writer together
         feeds = [t for t in self._tasks if t.get_name().startswith("audit-feed")]
         for t in self._tasks:
@@ -237,11 +246,12 @@ class AuditService:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         for feed in self.feeds:
             await feed.close()
-        if self.pool is not None:
-            try:
-                await asyncio.wait_for(self.pool.close(), 5)
-            except (TimeoutError, Exception):
-                self.pool.terminate()
+        for pool in (self.reads_pool, self.pool):
+            if pool is not None:
+                try:
+                    await asyncio.wait_for(pool.close(), 5)
+                except (TimeoutError, Exception):
+                    pool.terminate()
         if self.nc is not None:
             try:
                 await asyncio.wait_for(self.nc.drain(), 5)

@@ -14,11 +14,11 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
 
+from libs.contracts.audit import KEY_ID_LABEL, fingerprint, key_id  # noqa: F401  (shared with the gateway)
 from libs.events import codec
 
 VERSION = 1
 ZERO_HASH = bytes(32)
-KEY_ID_LABEL = b"stoker-key-id"
 FINGERPRINT = re.compile(r"^[0-9a-f]{16}$")
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _US = timedelta(microseconds=1)
@@ -45,14 +45,6 @@ def hmac_sha256(key: bytes) -> Callable[[bytes], bytes]:
     return mac
 
 
-def key_id(key: bytes) -> str:
-    """A key's public id: the first 8 bytes (hex) of HMAC-SHA256(key, "stoker-key-id")."""
-    return _hmac.new(key, KEY_ID_LABEL, hashlib.sha256).hexdigest()[:16]
-
-
-def fingerprint(secret: str) -> str:
-    """An HMAC fingerprint of a secret (an admin key), safe to store and show."""
-    return key_id(secret.encode())
 
 
 class UnknownKey(KeyError):

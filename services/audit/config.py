@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from libs.events import streams, subjects
+from libs.observability import logs
 from libs.events.ids import is_subject_token
 from services.audit.chain import Keyring
 
@@ -21,15 +23,32 @@ def _split(raw: str) -> list[str]:
     return [part.strip() for part in raw.split(",") if part.strip()]
 
 
-def keyring_from(env: Mapping[str, str]) -> Keyring:
-    """The keyring: AUDIT_HMAC_KEY (or the old name AUDIT_SALT) signs; AUDIT_HMAC_OLD_KEYS verify.
+def _key_file(path: str) -> str:
+    """The key kept in a file (a mounted Docker or Kubernetes secret), surrounding whitespace removed."""
+    try:
+        key = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"AUDIT_KEY_FILE {path!r} cannot be read: {type(exc).__name__}") from None
+    logs.redact(key)  # not in the environment, so the log filter learns it here
+    return key
 
+
+def keyring_from(env: Mapping[str, str]) -> Keyring:
+    """The keyring: AUDIT_HMAC_KEY (or the file AUDIT_KEY_FILE names, or the old name AUDIT_SALT) signs;
+    AUDIT_HMAC_OLD_KEYS verify.
+
+    The file form keeps the key out of the environment (compose and Kubernetes mount it as a secret).
     When both AUDIT_HMAC_KEY and AUDIT_SALT are set, the salt is kept as an old key so records
     the old system signed with it still verify.
     """
-    current = env.get("AUDIT_HMAC_KEY") or env.get("AUDIT_SALT") or ""
+    current = env.get("AUDIT_HMAC_KEY") or ""
+    if not current and env.get("AUDIT_KEY_FILE"):
+        current = _key_file(env["AUDIT_KEY_FILE"])
+        if not current:
+            raise ConfigError(f"AUDIT_KEY_FILE {env['AUDIT_KEY_FILE']!r} is empty")
+    current = current or env.get("AUDIT_SALT") or ""
     if not current:
-        raise ConfigError("AUDIT_HMAC_KEY (or AUDIT_SALT) must be set")
+        raise ConfigError("AUDIT_HMAC_KEY (or AUDIT_KEY_FILE, or AUDIT_SALT) must be set")
     old = _split(env.get("AUDIT_HMAC_OLD_KEYS", ""))
     if env.get("AUDIT_SALT") and env.get("AUDIT_SALT") != current:
         old.append(env["AUDIT_SALT"])

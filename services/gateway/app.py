@@ -41,7 +41,7 @@ from services.gateway import (
 from services.gateway import web as web_ui
 from services.gateway.account_admin import AccountAdmin
 from services.gateway.accounts import Accounts
-from services.gateway.audit_reads import AuditAccess
+from services.gateway.audit_client import AuditClient
 from services.gateway.config import GatewayConfig
 from services.gateway.errors import error_middleware
 from services.gateway.gen_reads import gen_ctx
@@ -104,6 +104,7 @@ async def nats_ctx(app: web.Application) -> AsyncIterator[None]:
     await streams.ensure_streams(js)
     app[RECORDER] = EventRecorder(js, EventStore(js, clock=app[CLOCK]), connected=lambda: nc.is_connected)
     app[POOL_CLIENT] = PoolClient(nc, timeout=cfg.pool_timeout_s, pool_id=cfg.pool_id)
+    app[AUDIT] = AuditClient(nc, chain=cfg.audit_chain)
     yield
     try:
         await asyncio.wait_for(nc.drain(), 5)
@@ -189,7 +190,6 @@ def create_app(env: Mapping[str, str], *, clock: Callable[[], datetime] = utc_no
     app[CLOCK] = clock
     app[METRICS] = metrics_registry
     app[HUB] = LiveHub()
-    app[AUDIT] = AuditAccess(config.audit_env)
     app[LIMITS] = Limits(api=Limiter(config.api_rate), login=Limiter(config.login_rate),
                          account=Limiter(config.account_rate))
     app.cleanup_ctx.extend([nats_ctx, pg_ctx, pool_reads_ctx, gen_ctx])

@@ -13,7 +13,7 @@ from typing import Literal
 import asyncpg
 from aiohttp import web
 
-from services.audit.chain import fingerprint
+from libs.contracts.audit import fingerprint
 from services.gateway import repository
 from services.gateway.dependencies import Unavailable
 from services.gateway.errors import ApiError

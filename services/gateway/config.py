@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from libs.events.ids import is_subject_token
 from services.gateway.proxy import Network, parse_networks
 
 MIN_ADMIN_KEY_LENGTH = 24
@@ -48,6 +49,12 @@ class Rate:
         return rate
 
 
+def _chain(name: str) -> str:
+    if not is_subject_token(name):
+        raise ConfigError(f"AUDIT_CHAIN {name!r} cannot be a subject token")
+    return name
+
+
 def _flag(env: Mapping[str, str], name: str) -> bool:
     return env.get(name, "").strip().lower() not in ("", "0", "false", "no", "off")
 
@@ -80,7 +87,7 @@ def _scrypt_n(raw: str, dev: bool) -> int:
 
 @dataclass(frozen=True)
 class GatewayConfig:
-    """Everything the gateway needs; ``admin_key`` and ``audit_env`` never appear in its repr."""
+    """Everything the gateway needs; ``admin_key`` never appears in its repr."""
 
     nats_url: str
     database_url: str
@@ -104,7 +111,7 @@ class GatewayConfig:
     open_registration: bool = False
     pool_timeout_s: float = 10.0
     prewarm_timeout_s: float = 60.0
-    audit_env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    audit_chain: str = "main"  # which chain the audit service is asked about (AUDIT_CHAIN); never its key
 
     @classmethod
     def from_mapping(cls, env: Mapping[str, str]) -> GatewayConfig:
@@ -150,7 +157,7 @@ class GatewayConfig:
                 open_registration=dev and _flag(env, "STOKER_OPEN_REGISTRATION"),
                 pool_timeout_s=float(env.get("STOKER_POOL_TIMEOUT_S") or 10),
                 prewarm_timeout_s=float(env.get("STOKER_PREWARM_TIMEOUT_S") or 60),
-                audit_env={k: v for k, v in env.items() if k.startswith("AUDIT_") or k in ("NATS_URL", "DATABASE_URL")},
+                audit_chain=_chain(env.get("AUDIT_CHAIN") or "main"),
             )
         except ValueError as exc:
             if isinstance(exc, ConfigError):

@@ -19,7 +19,7 @@ from services.gateway.ratelimit import Limiter
 if TYPE_CHECKING:
     from services.gateway.account_admin import AccountAdmin
     from services.gateway.accounts import Accounts
-    from services.gateway.audit_reads import AuditAccess
+    from services.gateway.audit_client import AuditClient
     from services.gateway.comfy_proxy import InstanceInfo
     from services.gateway.comfy_ws import ComfyClients
     from services.gateway.gen_client import GenClient
@@ -77,7 +77,7 @@ POOL_CLIENT: web.AppKey[PoolClient] = web.AppKey("pool_client")
 POOL_READS: web.AppKey[PoolReads] = web.AppKey("pool_reads")
 HUB: web.AppKey[LiveHub] = web.AppKey("live_hub")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
-AUDIT: web.AppKey[AuditAccess] = web.AppKey("audit")
+AUDIT: web.AppKey[AuditClient] = web.AppKey("audit")
 ACCOUNTS: web.AppKey[Accounts] = web.AppKey("accounts")
 ACCOUNT_ADMIN: web.AppKey[AccountAdmin] = web.AppKey("account_admin")
 OPENAPI_DOC: web.AppKey[dict[str, Any]] = web.AppKey("openapi_doc")

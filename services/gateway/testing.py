@@ -12,7 +12,7 @@ from nats.aio.client import Client as NatsClient
 from nats.js import JetStreamContext
 
 from libs.events.ids import new_id
-from services.audit.chain import fingerprint
+from libs.contracts.audit import fingerprint
 from services.gateway.app import create_app
 
 T = TypeVar("T")

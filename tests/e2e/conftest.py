@@ -114,8 +114,8 @@ async def stack(nats_url: str, database_url: str) -> AsyncIterator[Stack]:
     audit_env = {"AUDIT_HMAC_KEY": "e2e-audit-key-" + token, "AUDIT_CHAIN": f"e{token}", "AUDIT_DURABLE": f"audit-e{token}",
                  "AUDIT_START": "new", "AUDIT_ANCHOR_SECONDS": "1", "AUDIT_PRUNE_INTERVAL_S": "3600"}
     pool_id = unique_pool_id()
-    env = gateway_env(nats_url, dsn, STOKER_POOL_ID=pool_id, **audit_env)
-    audit = AuditService(AuditConfig.from_mapping(env))
+    env = gateway_env(nats_url, dsn, STOKER_POOL_ID=pool_id, AUDIT_CHAIN=audit_env["AUDIT_CHAIN"])  # no audit key
+    audit = AuditService(AuditConfig.from_mapping({**env, **audit_env}))
     await asyncio.wait_for(audit.start(), 20)
     nc = await nats.connect(nats_url)
     market = await start_sim(SimConfig(**FAST_SIM))

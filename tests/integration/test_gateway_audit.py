@@ -51,7 +51,8 @@ async def audited(nats_url: str, database_url: str, unique_id: str) -> AsyncIter
     service = AuditService(AuditConfig.from_mapping(env))
     await asyncio.wait_for(service.start(), 20)
     try:
-        async with gateway_client(gateway_env(nats_url, dsn, **env)) as client:
+        # The gateway is told only which chain to ask about: no audit key, no audit tables.
+        async with gateway_client(gateway_env(nats_url, dsn, AUDIT_CHAIN=env["AUDIT_CHAIN"])) as client:
             users = []
             for n in range(3):
                 resp = await client.post("/api/v1/auth/register",
@@ -105,6 +106,12 @@ async def test_verify_names_the_first_bad_record(audited: Audited) -> None:
     msgspec.convert(report, schemas.VerifyReport)
     assert report["ok"] is True and report["first"] is None and report["records"] >= 6
 
+    # One verification at a time, serialised in the audit service (not in this gateway replica).
+    async with audited.service.reads.verifying:  # type: ignore[union-attr]
+        resp = await audited.client.post("/api/v1/audit/verify", json={}, headers=ADMIN)
+        body = await resp.json()
+    assert resp.status == 503 and body["error"]["code"] == "AUDIT_BUSY" and resp.headers["Retry-After"]
+
     _, body = await page(audited, type="UserRegistered")
     victim = body["items"][1]["seq"]
     conn = await asyncpg.connect(audited.dsn)
@@ -120,10 +127,14 @@ async def test_verify_names_the_first_bad_record(audited: Audited) -> None:
     assert report["first"]["seq"] == victim and report["first"]["kind"] == "altered" and report["first"]["reason"]
 
 
-async def test_without_an_audit_log_or_key_the_answer_is_503(nats_url: str, database_url: str) -> None:
+async def test_without_the_audit_service_the_answer_is_503(nats_url: str, database_url: str,
+                                                           unique_id: str) -> None:
     dsn = await fresh_database(database_url, "gwnoaudit")
-    async with gateway_client(gateway_env(nats_url, dsn)) as client:
+    async with gateway_client(gateway_env(nats_url, dsn, AUDIT_CHAIN=f"none{unique_id}")) as client:
         resp = await client.get("/api/v1/audit", headers=ADMIN)
         assert resp.status == 503 and (await resp.json())["error"]["code"] == "AUDIT_UNAVAILABLE"
+        assert resp.headers["Retry-After"]
         resp = await client.post("/api/v1/audit/verify", json={}, headers=ADMIN)
-        assert resp.status == 503 and "AUDIT_HMAC_KEY" in (await resp.json())["error"]["message"]
+        body = await resp.json()
+        assert resp.status == 503 and body["error"]["code"] == "AUDIT_UNAVAILABLE"
+        assert "audit service" in body["error"]["message"]

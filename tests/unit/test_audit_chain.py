@@ -1,6 +1,7 @@
 """Audit chain crypto and redaction, pure: key ids, keyrings, canonical bytes, fingerprints, secrets."""
 
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -62,6 +63,18 @@ def test_config_accepts_the_old_salt_name_and_keeps_it_for_verification() -> Non
     assert cfg.streams == ("EVENTS_POOL", "EVENTS_GEN", "EVENTS_ACCT", "EVENTS_AUDIT")
     with pytest.raises(ConfigError):
         AuditConfig.from_mapping(base | {"AUDIT_HMAC_KEY": "k", "AUDIT_BATCH": "many"})
+
+
+def test_the_key_may_come_from_a_mounted_secret_file(tmp_path: Path) -> None:
+    secret = tmp_path / "audit_key"
+    secret.write_text("from-a-file\n", encoding="utf-8")
+    assert keyring_from({"AUDIT_KEY_FILE": str(secret)}).current_id == key_id(b"from-a-file")
+    assert keyring_from({"AUDIT_KEY_FILE": str(secret), "AUDIT_HMAC_KEY": "env"}).current_id == key_id(b"env")
+    (tmp_path / "empty").write_text("  \n", encoding="utf-8")
+    for path in (tmp_path / "empty", tmp_path / "missing"):
+        with pytest.raises(ConfigError) as refused:
+            keyring_from({"AUDIT_KEY_FILE": str(path)})
+        assert "AUDIT_KEY_FILE" in str(refused.value)
 
 
 def test_microsecond_times_round_trip() -> None:

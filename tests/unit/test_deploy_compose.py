@@ -109,15 +109,27 @@ def test_env_example_holds_no_usable_secret() -> None:
     from services.gateway.config import admin_key_problem
 
     assert admin_key_problem(values["STOKER_ADMIN_KEY"]), "the example admin key must be one the gateway refuses"
-    assert values["AUDIT_HMAC_KEY"] == "" and values["POSTGRES_PASSWORD"] == "", "must be left for the user"
+    assert values["POSTGRES_PASSWORD"] == "", "must be left for the user"
     compose = COMPOSE.read_text(encoding="utf-8")
     from libs.stack.natsauth import PASSWORD_ENV
     from libs.stack.pgroles import PASSWORD_ENV as DB_PASSWORD_ENV
 
     credentials = (*PASSWORD_ENV.values(), *DB_PASSWORD_ENV.values())
     assert all(values[name] == "" for name in credentials), "NATS and database passwords are left for the user"
-    for required in ("AUDIT_HMAC_KEY", "POSTGRES_PASSWORD", "STOKER_ADMIN_KEY", *credentials):
+    for required in ("POSTGRES_PASSWORD", "STOKER_ADMIN_KEY", *credentials):
         assert f"${{{required}:?" in compose, f"compose must refuse to start without {required}"
+
+
+def test_only_the_audit_service_gets_the_audit_key_as_a_secret_file() -> None:
+    compose = load(COMPOSE)
+    assert compose["secrets"]["audit_key"]["file"] == "./secrets/audit_key"
+    for name, service in compose["services"].items():
+        env = service.get("environment") or {}
+        assert not any(k.startswith("AUDIT_HMAC") for k in env), f"{name}: the key is a file, not a variable"
+        if name == "audit":
+            assert service["secrets"] == ["audit_key"] and env["AUDIT_KEY_FILE"] == "/run/secrets/audit_key"
+        else:
+            assert "audit_key" not in (service.get("secrets") or []), f"{name} has no business with the audit key"
 
 
 @pytest.mark.parametrize("view", VIEWS)

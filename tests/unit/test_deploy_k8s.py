@@ -291,3 +291,21 @@ def test_in_cluster_postgres_creates_the_service_roles() -> None:
     volume = next(v for v in pod["volumes"] if v["name"] == mounts["/docker-entrypoint-initdb.d"])
     init = by_kind(docs, "ConfigMap")[volume["configMap"]["name"]]["data"]
     assert init == {"10-stoker-roles.sh": render_init_script()}
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_only_the_audit_pod_has_the_audit_key_and_only_as_a_file(target: str) -> None:
+    docs = render(target)
+    secret_keys = set(by_kind(render("base"), "Secret")["stoker-secrets"]["stringData"])
+    for name, workload in by_kind(docs, *WORKLOADS).items():
+        pod = workload["spec"]["template"]["spec"]
+        mounted = [item["key"] for v in pod.get("volumes") or [] for item in (v.get("secret") or {}).get("items") or []]
+        env = {e["name"]: e for c in pod["containers"] for e in c.get("env") or []}
+        assert not any(n.startswith("AUDIT_HMAC") for n in env), f"{name}: the audit key is never an env variable"
+        if name == "audit":
+            assert mounted == ["audit-key"] and "audit-key" in secret_keys
+            [c] = pod["containers"]
+            [mount] = [m for m in c["volumeMounts"] if m["name"] == "audit-key"]
+            assert mount["readOnly"] and env["AUDIT_KEY_FILE"]["value"] == f"{mount['mountPath']}/audit_key"
+        else:
+            assert "audit-key" not in mounted, f"{name} has no business with the audit key"

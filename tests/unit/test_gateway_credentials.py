@@ -39,7 +39,11 @@ def test_settings_are_read_from_the_mapping() -> None:
     assert config.cors_origins == ("https://a", "https://b") and config.pool_id == "p9"
     assert config.api_rate == Rate(10, 1.0) and config.login_rate.count == 0
     assert config.open_registration is False  # only in dev mode
-    assert set(config.audit_env) == {"NATS_URL", "DATABASE_URL", "AUDIT_HMAC_KEY"}
+    # The audit key is not the gateway's business: it keeps only which chain to ask the audit service about.
+    assert config.audit_chain == "main" and "'a'" not in repr(config) and not hasattr(config, "audit_env")
+    assert GatewayConfig.from_mapping({**BASE, "AUDIT_CHAIN": "c7"}).audit_chain == "c7"
+    with pytest.raises(ConfigError):
+        GatewayConfig.from_mapping({**BASE, "AUDIT_CHAIN": "a.b"})
     with pytest.raises(ConfigError):
         GatewayConfig.from_mapping({**BASE, "STOKER_RATE_LIMIT_API": "lots"})
     with pytest.raises(ConfigError):

@@ -85,6 +85,7 @@ def test_each_child_gets_only_its_own_credentials() -> None:
     assert child("pool") == {"X": "1", "NATS_URL": "nats://pool:pw@h"}
     assert child("pool.sim") == {"X": "1"}
     assert child("gateway")["DATABASE_URL"] == "postgresql://stoker_gateway:pw@h/db"
+    assert "AUDIT_HMAC_KEY" not in child("gateway"), "only the audit service holds the audit key"
     assert child("audit") == {"X": "1", "NATS_URL": "nats://audit:pw@h", "DATABASE_URL": "postgresql://stoker_audit:pw@h/db",
                               "AUDIT_HMAC_KEY": "k"}
     external = Endpoints(nats_url="nats://ext", database_url="postgresql://ext")

@@ -56,9 +56,9 @@ BEGIN
     END LOOP;
 END $$;
 GRANT stoker_audit_app TO stoker_audit;
-GRANT USAGE ON SCHEMA audit TO stoker_gateway;
-GRANT SELECT ON ALL TABLES IN SCHEMA audit TO stoker_gateway;
-ALTER DEFAULT PRIVILEGES FOR ROLE stoker_audit IN SCHEMA audit GRANT SELECT ON TABLES TO stoker_gateway;
+ALTER DEFAULT PRIVILEGES FOR ROLE stoker_audit IN SCHEMA audit REVOKE ALL ON TABLES FROM stoker_gateway;
+REVOKE ALL ON ALL TABLES IN SCHEMA audit FROM stoker_gateway;
+REVOKE ALL ON SCHEMA audit FROM stoker_gateway;
 ALTER ROLE stoker_gateway WITH PASSWORD :'stoker_gateway_db_password';
 ALTER ROLE stoker_audit WITH PASSWORD :'stoker_audit_db_password';
 EOSQL
