@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
+from libs.contracts import audit as audit_contract
 from services.gateway.schemas.base import Checked, Context, EventType, Id, When
 from services.gateway.schemas.generation import Generation
 from services.gateway.schemas.pool import PoolSummary
@@ -90,24 +91,8 @@ class AuditQuery(Checked, kw_only=True, forbid_unknown_fields=True):
     order: Literal["asc", "desc"] = "asc"
 
 
-class AuditRecord(msgspec.Struct, kw_only=True):
-    """One audit record (payload redacted by the audit service)."""
-
-    seq: int
-    event_id: str
-    stream: str
-    stream_seq: int
-    subject: str
-    kind: str
-    type: str
-    aggregate_type: str
-    aggregate_id: str
-    actor: str
-    occurred_at: datetime
-    recorded_at: datetime
-    payload: Any
-    key_id: str
-    hash: str
+class AuditRecord(audit_contract.Record, kw_only=True):
+    """One audit record (payload redacted by the audit service): the audit service's reply shape."""
 
 
 class AuditPage(msgspec.Struct, kw_only=True):
